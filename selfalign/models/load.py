@@ -1,0 +1,181 @@
+"""Resolve a model spec and load models and tokenizers.
+
+A model spec is one of:
+
+* a registry name (``smollm2-135m``) — prepared into the cache on first use (see
+  :mod:`selfalign.models.registry`);
+* a local HF folder (``config.json`` inside);
+* a hub id (``org/name``) — downloaded where a hub is reachable; offline, a one-line error naming
+  the offline alternatives.
+
+``trust_remote_code`` is off unless the caller asks for it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from selfalign.errors import ModelError
+from selfalign.models.registry import REGISTRY, is_prepared, prepared_dir, selfalign_home
+from selfalign.utils.progress import status
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def torch_dtype(name: str | torch.dtype | None) -> torch.dtype:
+    if name is None:
+        return torch.float32
+    if isinstance(name, torch.dtype):
+        return name
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ModelError(f"unknown dtype {name!r}; expected one of {sorted(DTYPES)}") from None
+
+
+def _offline_alternatives() -> str:
+    return (f"registry names: {', '.join(REGISTRY)} (see `selfalign models list`), or a local HF "
+            "folder containing config.json")
+
+
+def gguf_source(name: str) -> Path:
+    """Path of the GGUF file behind registry entry ``name``."""
+    entry = REGISTRY[name]
+    spec = importlib.util.find_spec(entry.gguf_package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"model {name!r} needs the package {entry.gguf_package!r}: {entry.pip_hint}")
+    path = Path(list(spec.submodule_search_locations)[0]) / entry.gguf_file
+    if not path.is_file():
+        raise ModelError(f"{path}: GGUF file missing from package {entry.gguf_package!r}; reinstall: "
+                         f"{entry.pip_hint}")
+    return path
+
+
+def prepare_registry_model(name: str, force: bool = False) -> Path:
+    """Convert registry model ``name`` from GGUF to an HF folder in the cache (once) and return it.
+
+    A GGUF-loaded model refuses ``save_pretrained``, so we build a fresh model from its config,
+    load the dequantised state dict into it and save that. The folder is written under a temporary
+    name and renamed when complete, so an interrupted prepare leaves nothing half-written.
+    """
+    if name not in REGISTRY:
+        raise ModelError(f"unknown registry model {name!r}; known: {', '.join(REGISTRY)}")
+    out = prepared_dir(name)
+    if is_prepared(name) and not force:
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    src = gguf_source(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out.parent))
+    try:
+        hf_logging.set_verbosity_error()
+        with status(f"preparing {name}: reading {src.name} (once; later loads take seconds)"):
+            tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+            gguf_model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name,
+                                                              dtype=torch.float32)
+            model = AutoModelForCausalLM.from_config(gguf_model.config, dtype=torch.float32)
+            missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+            missing = [k for k in missing if not k.endswith("lm_head.weight")]
+            if missing or unexpected:
+                raise ModelError(f"{src}: GGUF conversion mismatch (missing={missing[:3]}, "
+                                 f"unexpected={unexpected[:3]})")
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            model.generation_config.pad_token_id = tok.pad_token_id
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def resolve_model(spec: str | Path, prepare: bool = True) -> Path | str:
+    """Turn a model spec into a local folder (registry/local) or a hub id string.
+
+    Raises :class:`ModelError` with a one-line message for unknown or unreadable specs.
+    """
+    s = str(spec)
+    if s in REGISTRY:
+        if not prepare and not is_prepared(s):
+            raise ModelError(f"model {s!r} is not prepared; run `selfalign models prepare {s}`")
+        return prepare_registry_model(s)
+    p = Path(s).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ModelError(f"{p}: not a model folder (expected a directory with config.json)")
+        if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+            raise ModelError(f"{p}: unreadable model folder: no config.json")
+        return p
+    if _HUB_ID.match(s) and not s.startswith((".", "/")):
+        return s
+    raise ModelError(f"model {s!r} not found: not a registry name, local folder or hub id; "
+                     f"offline alternatives: {_offline_alternatives()}")
+
+
+def _hub_guard(spec: str | Path, fn, what: str):
+    try:
+        return fn()
+    except ModelError:
+        raise
+    except OSError as e:
+        if isinstance(spec, str) and not Path(spec).exists():
+            raise ModelError(f"could not fetch {what} {spec!r} from the model hub ({type(e).__name__}); "
+                             f"offline alternatives: {_offline_alternatives()}") from e
+        raise ModelError(f"{spec}: unreadable {what}: {str(e).splitlines()[0]}") from e
+    except (ValueError, KeyError) as e:
+        raise ModelError(f"{spec}: unreadable {what}: {str(e).splitlines()[0]}") from e
+
+
+def load_tokenizer(spec: str | Path, trust_remote_code: bool = False, padding_side: str = "left"):
+    """Load the tokenizer of a model spec; sets a pad token (EOS) when the model has none."""
+    from transformers import AutoTokenizer
+
+    where = resolve_model(spec)
+    tok = _hub_guard(where, lambda: AutoTokenizer.from_pretrained(
+        where, trust_remote_code=trust_remote_code), "tokenizer")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_causal_lm(spec: str | Path, dtype: str | torch.dtype | None = "float32",
+                   trust_remote_code: bool = False, device: str | torch.device | None = None):
+    """Load a causal LM (or a LoRA adapter folder, merged onto its base) from a model spec."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    where = resolve_model(spec)
+    dt = torch_dtype(dtype)
+    if isinstance(where, Path) and (where / "adapter_config.json").is_file() and not (
+            where / "config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = _hub_guard(where, lambda: AutoPeftModelForCausalLM.from_pretrained(
+            where, dtype=dt, trust_remote_code=trust_remote_code), "adapter").merge_and_unload()
+    else:
+        model = _hub_guard(where, lambda: AutoModelForCausalLM.from_pretrained(
+            where, dtype=dt, trust_remote_code=trust_remote_code), "model")
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def cache_root() -> Path:
+    return selfalign_home()

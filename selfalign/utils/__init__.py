@@ -1,0 +1,1 @@
+"""Small shared helpers (progress bars, hashing, seeding, atomic files)."""
