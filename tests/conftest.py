@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny random models with the real SmolLM2 tokenizer (built once per session)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("SELFALIGN_NO_PROGRESS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Path of a tiny random Llama causal LM folder (hidden 64, 2 layers) + SmolLM2 tokenizer."""
+    from selfalign.models.tiny import tiny_model_dir
+
+    return tiny_model_dir(tmp_path_factory.mktemp("tiny_lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_seq_cls(tmp_path_factory):
+    """Path of a tiny random LlamaForSequenceClassification (1 label) + SmolLM2 tokenizer."""
+    from selfalign.models.tiny import tiny_seq_cls_dir
+
+    return tiny_seq_cls_dir(tmp_path_factory.mktemp("tiny_cls"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_model):
+    from selfalign.models.load import load_tokenizer
+
+    return load_tokenizer(tiny_model)
