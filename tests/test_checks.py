@@ -1,0 +1,138 @@
+"""Verifiable-instruction checks: each type passes and fails where it should."""
+
+from __future__ import annotations
+
+import pytest
+
+from selfalign.errors import DataError
+from selfalign.judges.checks import (
+    CHECKS,
+    check_answer,
+    count_bullets,
+    count_sentences,
+    last_number,
+    normalize_answer,
+    paragraphs,
+    run_checks,
+    words,
+)
+
+
+def one(check: dict, response: str) -> bool:
+    res = run_checks(response, {"checks": [check]})
+    assert res.results == [(check["type"], res.passed_all)]
+    return res.passed_all
+
+
+# (check, passing response, failing response) — one row per check type
+CASES = [
+    ({"type": "lowercase"}, "all quiet on the western front.", "All quiet on the western front."),
+    ({"type": "uppercase"}, "STOP RIGHT THERE, 2 TIMES!", "STOP right there"),
+    ({"type": "max_words", "n": 5}, "one two three four five", "one two three four five six"),
+    ({"type": "min_words", "n": 3}, "well-known don't matter", "just two"),
+    ({"type": "max_sentences", "n": 2}, "First one. Second one!", "One. Two? Three."),
+    ({"type": "min_sentences", "n": 2}, "It is 3.5 kg. That is heavy.", "It is 3.5 kg and heavy."),
+    ({"type": "include_keywords", "keywords": ["water", "Salt"]}, "Salt water is dense.",
+     "Saltwater is dense."),
+    ({"type": "exclude_keywords", "keywords": ["very", "really"]}, "Every answer is fine.",
+     "It is Really fine."),
+    ({"type": "no_commas"}, "No commas here at all.", "Well, there is one."),
+    ({"type": "num_bullets", "n": 3}, "Intro:\n* one\n- two\n  * three\n**bold** text",
+     "* one\n* two\n\n---\n* * *"),
+    ({"type": "json"}, '```json\n{"a": [1, 2]}\n```', "{'a': 1}"),
+    ({"type": "ends_with", "phrase": "Hope this helps."}, "Do X then Y. hope this helps.  \n",
+     "Hope this helps. Bye."),
+    ({"type": "starts_with", "phrase": "Sure thing"}, "  sure thing, here it is", "Yes, sure thing"),
+    ({"type": "title"}, "<<A Day Out>>\nWe went.",
+     "<< >> no real title and <single>"),
+    ({"type": "num_paragraphs", "n": 2}, "First para\nstill first.\n\nSecond para.",
+     "One.\n***\nTwo.\n\nThree."),
+]
+
+
+@pytest.mark.parametrize("check,good,bad", CASES, ids=[c[0]["type"] for c in CASES])
+def test_each_check_passes_and_fails(check, good, bad):
+    assert one(check, good) is True
+    assert one(check, bad) is False
+
+
+def test_every_registered_check_is_tested():
+    assert {c[0]["type"] for c in CASES} == set(CHECKS)
+
+
+@pytest.mark.parametrize("check", [c[0] for c in CASES], ids=[c[0]["type"] for c in CASES])
+def test_empty_response_fails_every_check(check):
+    assert one(check, "   \n") is False
+
+
+def test_helpers():
+    assert words("It's a well-known fact: 3 cats_dogs!") == ["It's", "a", "well-known", "fact", "3", "cats", "dogs"]
+    assert count_sentences("Hi. e.g. this! Done") == 4
+    assert count_sentences("") == 0
+    assert count_bullets("- a\n-b\n*  c\n--- \n") == 2
+    assert paragraphs("a\n\n\n b \n  \n c\n***\nd") == ["a", "b", "c", "d"]
+
+
+def test_json_variants():
+    assert one({"type": "json"}, '  [1, 2, 3]  ')
+    assert one({"type": "json"}, '```\n{"x": null}\n```')
+    assert not one({"type": "json"}, 'Here is JSON: {"x": 1}')
+    assert not one({"type": "json"}, '```json\n{"x": 1,}\n```')
+
+
+def test_include_keywords_whole_words_and_punctuation():
+    assert one({"type": "include_keywords", "keywords": ["C++"]}, "I like c++ a lot")
+    assert not one({"type": "include_keywords", "keywords": ["cat"]}, "concatenate")
+
+
+def test_answer_numbers_take_the_last_number():
+    assert check_answer("First 3 apples, then 4, so the answer is 1,200.", 1200)
+    assert check_answer("x = -7", -7)
+    assert check_answer("It is 3/4 of the cake", 0.75)
+    assert check_answer("It costs 12.50 dollars.", "12.5")
+    assert not check_answer("The answer is 12, not 13.", 12)
+    assert not check_answer("No number here", 3)
+    assert not check_answer("H2O", 2)
+    assert last_number("5-3 equals 2.") == 2.0
+
+
+def test_answer_strings_and_alternatives():
+    assert check_answer("The capital of France is Paris!", "Paris")
+    assert check_answer("It's the Pacific Ocean.", ["Pacific", "Pacific Ocean"])
+    assert not check_answer("It is Parisian food.", "Paris")
+    assert not check_answer("", "Paris")
+    assert normalize_answer("The  Great, Wall!") == "great wall"
+
+
+def test_run_checks_combines_results_and_answer():
+    meta = {"checks": [{"type": "max_words", "n": 10}, {"type": "no_commas"}], "answer": 4}
+    res = run_checks("Two plus two is 4.", meta)
+    assert res.passed_all and res.results == [("max_words", True), ("no_commas", True), ("answer", True)]
+    res = run_checks("Two, plus two, is 5.", meta)
+    assert not res.passed_all
+    assert res.results == [("max_words", True), ("no_commas", False), ("answer", False)]
+    assert res.fraction == pytest.approx(1 / 3) and res.num_passed == 1
+
+
+def test_no_checks():
+    for meta in (None, {}, {"category": "x"}, {"checks": []}):
+        res = run_checks("anything", meta)
+        assert res.passed_all and res.results == [] and res.fraction is None
+
+
+@pytest.mark.parametrize("meta,key,needle", [
+    ({"checks": [{"type": "max_wordz", "n": 3}]}, "meta.checks[0].type", "max_wordz"),
+    ({"checks": [{"type": "lowercase"}, {"type": "max_words"}]}, "meta.checks[1].n", "needs 'n'"),
+    ({"checks": [{"type": "max_words", "n": "3"}]}, "meta.checks[0].n", "must be"),
+    ({"checks": [{"type": "max_words", "n": -1}]}, "meta.checks[0].n", "non-negative"),
+    ({"checks": [{"type": "include_keywords", "keywords": "water"}]}, "meta.checks[0].keywords", "list"),
+    ({"checks": [{"type": "no_commas", "n": 2}]}, "meta.checks[0]", "takes no 'n'"),
+    ({"checks": {"type": "no_commas"}}, "meta.checks", "list"),
+    ({"checks": ["no_commas"]}, "meta.checks[0]", "mapping"),
+    ({"answer": {"x": 1}}, "meta.answer", "number"),
+])
+def test_bad_specs_raise_data_error(meta, key, needle):
+    with pytest.raises(DataError) as ei:
+        run_checks("text", meta)
+    assert ei.value.key == key
+    assert needle in str(ei.value)
