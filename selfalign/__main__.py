@@ -1,0 +1,5 @@
+"""``python -m selfalign`` = the ``selfalign`` command."""
+
+from selfalign.cli import main
+
+main()
