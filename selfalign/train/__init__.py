@@ -1,0 +1,1 @@
+"""Training: pure losses (:mod:`.losses`), one shared loop (:mod:`.loop`) and the SFT / RM / DPO trainers."""
