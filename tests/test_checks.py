@@ -136,3 +136,60 @@ def test_bad_specs_raise_data_error(meta, key, needle):
         run_checks("text", meta)
     assert ei.value.key == key
     assert needle in str(ei.value)
+
+
+# ------------------------------------------------------------------ eval.verifiable (uses the checks)
+def test_pass_rate_per_type_strict_loose_pass_at_n():
+    from selfalign.eval.verifiable import pass_rate
+
+    meta = {"checks": [{"type": "no_commas"}, {"type": "max_words", "n": 3}]}
+    recs = [
+        {"id": "a", "meta": meta, "responses": [{"text": "fine and short"}, {"text": "a, b"}]},
+        {"id": "b", "meta": meta, "response": "far too many words here, sorry"},
+        {"id": "c", "meta": {"answer": 4}, "completion": [{"role": "assistant", "content": "It is 4"}]},
+        {"id": "d", "meta": {}, "response": "no checks"},
+    ]
+    out = pass_rate(recs)
+    assert out["prompts"] == 3 and out["responses"] == 4 and out["skipped"] == 1
+    assert out["strict"] == pytest.approx(2 / 4)
+    assert out["loose"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert out["pass_at_n"] == pytest.approx(2 / 3)
+    assert out["per_type"] == {"answer": 1.0, "max_words": pytest.approx(2 / 3), "no_commas": pytest.approx(1 / 3)}
+    assert out["per_type_n"] == {"answer": 1, "max_words": 3, "no_commas": 3}
+    assert pass_rate([])["strict"] is None
+    with pytest.raises(DataError, match="no 'responses'"):
+        pass_rate([{"id": "x", "meta": meta}])
+
+
+def test_judge_agreement_pairs_ties_top_and_correlation():
+    from selfalign.eval.verifiable import judge_agreement, spearman
+
+    out = judge_agreement([[3.0, 1.0, 2.0], [5.0, 5.0], [1.0, None, 2.0], [4.0, 4.0]],
+                          [[1.0, 0.0, 0.5], [1.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5]])
+    # prompt 0: 3 agreeing pairs; prompt 1: one judge tie; prompt 2: one disagreeing pair
+    assert out["pairs"] == 5
+    assert out["strict_agreement"] == pytest.approx(3 / 5)
+    assert out["agreement"] == pytest.approx(3.5 / 5)
+    assert out["judge_tie_rate"] == pytest.approx(1 / 5)
+    assert out["top_prompts"] == 3 and out["top_agreement"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert out["pearson"] is not None and -1 <= out["pearson"] <= 1
+    assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 2], [5, 5, 5]) is None
+    with pytest.raises(DataError):
+        judge_agreement([[1.0]], [[1.0, 0.0]])
+
+
+def test_judge_agreement_from_records():
+    from selfalign.eval.verifiable import judge_agreement_from_records
+
+    meta = {"checks": [{"type": "lowercase"}, {"type": "no_commas"}]}
+    recs = [{"id": "a", "meta": meta, "responses": [{"text": "ok fine", "score": 4.0},
+                                                    {"text": "Not, ok", "score": 2.0},
+                                                    {"text": "Half ok", "score": 5.0}]},
+            {"id": "b", "meta": {}, "responses": [{"text": "x", "score": 1.0}]}]
+    out = judge_agreement_from_records(recs)
+    assert out["prompts"] == 1 and out["pairs"] == 3
+    assert out["strict_agreement"] == pytest.approx(2 / 3)
+    out = judge_agreement_from_records(recs, metric="all")
+    assert out["pairs"] == 2 and out["strict_agreement"] == pytest.approx(1 / 2)
