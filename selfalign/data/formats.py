@@ -43,7 +43,9 @@ __all__ = [
     "from_openrlhf",
     "from_trl",
     "is_conversational",
+    "KIND_KEYS",
     "is_message",
+    "normalizer",
     "llm_on_ray_record",
     "openrlhf_record",
     "trl_record",
@@ -506,16 +508,25 @@ def from_llm_on_ray(records: Iterable[dict]) -> list[dict]:
 Kind = Literal["prompt", "sft", "preference"]
 
 
+#: The key options each record kind takes.
+KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "prompt": ("prompt_key",),
+    "sft": ("prompt_key", "completion_key"),
+    "preference": ("prompt_key", "chosen_key", "rejected_key"),
+}
+
+
 def normalizer(kind: Kind, **keys: str | None):
-    """The normalising function for ``kind`` with its key options bound (``prompt_key``, ...)."""
-    allowed = {"prompt": {"prompt_key"}, "sft": {"prompt_key", "completion_key"},
-               "preference": {"prompt_key", "chosen_key", "rejected_key"}}
-    if kind not in allowed:
+    """The normalising function for ``kind`` with its key options bound (``prompt_key``, ...).
+
+    Options set to ``None`` mean "the default"; an option that does not apply to ``kind`` is an error.
+    """
+    if kind not in KIND_KEYS:
         raise DataError(f"unknown record kind {kind!r}; use prompt, sft or preference")
-    bad = set(keys) - allowed[kind]
-    if bad:
-        raise DataError(f"option(s) {', '.join(sorted(bad))} do not apply to {kind} records")
     keys = {k: v for k, v in keys.items() if v is not None}
+    bad = sorted(set(keys) - set(KIND_KEYS[kind]))
+    if bad:
+        raise DataError(f"option(s) {', '.join(bad)} do not apply to {kind} records")
     fn = {"prompt": normalize_prompt, "sft": normalize_sft, "preference": normalize_preference}[kind]
 
     def apply(record: dict, *, file: str | Path | None = None, line: int | None = None) -> dict:
