@@ -243,3 +243,12 @@ def test_content_hash_file_and_folder(tmp_path):
     assert content_hash(tmp_path / "d1") != content_hash(tmp_path / "d2")
     with pytest.raises(DataError):
         content_hash(tmp_path / "missing")
+
+
+def test_utf8_bom_is_skipped(tmp_path):
+    p = tmp_path / "bom.csv"
+    p.write_bytes("\ufeffid,prompt\n1,héllo\n".encode())
+    assert read_records(p) == [{"id": "1", "prompt": "héllo"}]
+    q = tmp_path / "bom.jsonl"
+    q.write_bytes(("\ufeff" + json.dumps(RECORDS[0]) + "\n").encode())
+    assert read_records(q) == RECORDS[:1]

@@ -33,9 +33,9 @@ class KindOpt(str, Enum):
 
 @data_app.command("convert")
 def convert(
-    src: Path = typer.Argument(..., help="Input preference data: file (.jsonl/.json/.csv/.parquet) or "
+    src: Path = typer.Argument(..., metavar="IN", help="Input preference data: file (.jsonl/.json/.csv/.parquet) or "
                                "datasets folder, in TRL, OpenRLHF, llm-on-ray or implicit-prompt form."),
-    dst: Path = typer.Argument(..., help="Output file; its extension picks the format "
+    dst: Path = typer.Argument(..., metavar="OUT", help="Output file; its extension picks the format "
                                "(.jsonl, .json, .csv, .parquet)."),
     to: Target = typer.Option(..., "--to", help="Target format."),
     prompt_key: str = typer.Option(None, help="OpenRLHF prompt key: names the output key with --to "
@@ -103,7 +103,7 @@ def convert(
 
 @data_app.command("validate")
 def validate(
-    file: Path = typer.Argument(..., help="Data file or datasets folder."),
+    file: Path = typer.Argument(..., metavar="FILE", help="Data file or datasets folder."),
     kind: KindOpt = typer.Option(KindOpt.auto, help="Record kind (auto: guessed from the first record)."),
     prompt_key: str = typer.Option(None, help="Prompt key (default: prompt/instruction/question/messages)."),
     completion_key: str = typer.Option(None, help="sft: completion key (default: completion/output/"

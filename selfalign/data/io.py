@@ -61,10 +61,13 @@ def _ext(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _open_text(path: Path, mode: str = "r") -> IO[str]:
+def _open_text(path: Path, mode: str = "r", csv: bool = False) -> IO[str]:
+    """UTF-8 text (a BOM is skipped when reading); ``.gz`` transparently; ``csv`` keeps newlines raw."""
+    enc = "utf-8" if "w" in mode else "utf-8-sig"
+    newline = "" if ("w" in mode or csv) else None
     if path.suffix.lower() == ".gz":
-        return gzip.open(path, mode + "t", encoding="utf-8", newline="" if "w" in mode else None)
-    return open(path, mode, encoding="utf-8", newline="" if "w" in mode else None)
+        return gzip.open(path, mode + "t", encoding=enc, newline=newline)
+    return open(path, mode, encoding=enc, newline=newline)
 
 
 def _check_exists(path: Path) -> None:
@@ -193,7 +196,7 @@ def _decode_cell(value: str) -> Any:
 
 def _iter_csv(path: Path) -> Iterator[tuple[int, dict]]:
     try:
-        with _open_text(path) as f:
+        with _open_text(path, csv=True) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
