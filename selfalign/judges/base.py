@@ -35,11 +35,15 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
+
+import torch
 
 from selfalign.config import StrictModel, format_validation_error
 from selfalign.errors import ConfigError, DataError
@@ -297,3 +301,150 @@ def response_text(resp: Any) -> str:
         return resp["text"]
     raise DataError(f"response must be a string or a mapping with 'text' (got {type(resp).__name__})",
                     key="responses")
+
+
+# -------------------------------------------------------------------------------------- templates
+def resources_dir() -> Path:
+    """Folder of the templates and principle lists shipped with selfalign."""
+    return Path(__file__).resolve().parent.parent / "resources"
+
+
+def load_template(name_or_path: str, required: Sequence[str] = (), kind: str = "templates") -> str:
+    """Text of a template: a file path, or the name of one shipped under ``resources/<kind>/``.
+
+    ``required`` placeholders (e.g. ``("{prompt}", "{response}")``) must all occur in it.
+    """
+    p = Path(name_or_path).expanduser()
+    if not p.is_file():
+        shipped = resources_dir() / kind / f"{name_or_path}.txt"
+        if not shipped.is_file():
+            names = sorted(f.stem for f in (resources_dir() / kind).glob("*.txt"))
+            raise ConfigError(f"template {name_or_path!r}: no such file and not a shipped template "
+                              f"(shipped: {', '.join(names)})")
+        p = shipped
+    text = p.read_text(encoding="utf-8")
+    missing = [ph for ph in required if ph not in text]
+    if missing:
+        raise ConfigError(f"{p}: template lacks the placeholder(s) {', '.join(missing)}")
+    return text
+
+
+def fill_template(template: str, **values: str) -> str:
+    """Replace ``{name}`` placeholders by ``values`` in one pass (braces elsewhere are kept as-is,
+    and braces inside the values are never interpreted)."""
+    if not values:
+        return template
+    pattern = re.compile("|".join(re.escape("{" + k + "}") for k in values))
+    return pattern.sub(lambda m: str(values[m.group(0)[1:-1]]), template)
+
+
+def prompt_text(prompt: Any) -> str:
+    """A prompt as plain text for a judge template: a string as-is, a single user message as its
+    content, a longer conversation as ``Role: content`` paragraphs."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        if len(prompt) == 1 and isinstance(prompt[0], dict):
+            return str(prompt[0].get("content", ""))
+        return "\n\n".join(f"{str(m.get('role', '')).capitalize()}: {m.get('content', '')}" for m in prompt)
+    raise DataError(f"prompt must be a string or a message list (got {type(prompt).__name__})", key="prompt")
+
+
+# ------------------------------------------------------------------------------------ judge model
+def load_judge_lm(spec: str | None, model: Any = None, tokenizer: Any = None, dtype: str = "float32",
+                  device: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for an LLM judge: the ones passed in, else loaded from ``spec``."""
+    if model is not None:
+        if tokenizer is None:
+            raise ConfigError("a judge given a loaded model also needs its tokenizer")
+        return model, tokenizer
+    if not spec:
+        raise ConfigError("judge.model: required (a registry name, model folder or hub id)")
+    from selfalign.models.load import load_causal_lm, load_tokenizer
+    from selfalign.utils.progress import status
+
+    with status(f"loading judge model {spec}"):
+        tok = tokenizer if tokenizer is not None else load_tokenizer(spec)
+        lm = load_causal_lm(spec, dtype=dtype, device=device)
+    return lm, tok
+
+
+def render_user_turn(tokenizer: Any, text: str) -> tuple[str, bool]:
+    """``text`` as one user turn followed by the assistant's generation prompt (chat template when
+    the tokenizer has one); returns (rendered text, add_special_tokens when encoding)."""
+    from selfalign.data.chat import has_chat_template, render_prompt
+
+    if has_chat_template(tokenizer):
+        return render_prompt(tokenizer, [{"role": "user", "content": text}]), False
+    return text + "\n\n", True
+
+
+def continuation_ids(tokenizer: Any, context: str, continuations: Sequence[str],
+                     add_special_tokens: bool = False) -> tuple[str, list[int]]:
+    """Token ids such that ``context`` followed by ``continuations[i]`` is ``context`` + one token.
+
+    Tries ``context`` as given, then with its trailing whitespace moved onto the continuations
+    (tokenizers that glue a space to the next word). Returns (context to use, ids) or raises
+    :class:`ConfigError` when a continuation is not a single token after the context.
+    """
+    tries = [(context, list(continuations))]
+    stripped = context.rstrip()
+    if stripped != context:
+        ws = context[len(stripped):]
+        tries.append((stripped, [ws + c for c in continuations]))
+    for ctx, conts in tries:
+        base = tokenizer(ctx, add_special_tokens=add_special_tokens)["input_ids"]
+        ids = []
+        for c in conts:
+            full = tokenizer(ctx + c, add_special_tokens=add_special_tokens)["input_ids"]
+            if len(full) == len(base) + 1 and full[:len(base)] == base:
+                ids.append(full[-1])
+            else:
+                break
+        if len(ids) == len(conts) and len(set(ids)) == len(ids):
+            return ctx, ids
+    raise ConfigError(f"the judge's answer tokens {list(continuations)!r} are not single distinct tokens "
+                      f"after the prefix {context[-30:]!r} for this tokenizer; change the prefix")
+
+
+def _forward_last_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    try:
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=1)
+    except TypeError:  # models without logits_to_keep
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+    return out.logits[:, -1, :].float()
+
+
+def next_token_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], token_ids: Sequence[int],
+                        batch_size: int = 8, add_special_tokens: bool = False,
+                        on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Log-probabilities [len(texts), len(token_ids)] of ``token_ids`` as the next token after each
+    text (log-softmax over the whole vocabulary, one forward pass per text, batched with left
+    padding; texts sorted by length to limit padding)."""
+    enc = [list(tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"]) for t in texts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    cand = torch.tensor(list(token_ids), dtype=torch.long)
+    out = torch.empty((len(texts), len(cand)), dtype=torch.float32)
+    order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                width = max(len(enc[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    ids[row, width - len(enc[i]):] = torch.tensor(enc[i], dtype=torch.long)
+                    mask[row, width - len(enc[i]):] = 1
+                logits = _forward_last_logits(model, ids.to(device), mask.to(device))
+                logp = torch.log_softmax(logits, dim=-1).cpu()
+                out[torch.tensor(idx)] = logp[:, cand]
+                if on_batch is not None:
+                    on_batch(len(idx))
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,16 @@
+"""Generation: prompts → N sampled responses each (``Engine`` protocol, ``hf`` backend, resumable
+sharded output). ``from selfalign.generation import build_engine, generate_records, SamplingParams``.
+"""
+
+from selfalign.generation.engine import (
+    Engine,
+    EngineConfig,
+    GenerateConfig,
+    SamplingParams,
+    build_engine,
+    generate_records,
+    generation_summary,
+)
+
+__all__ = ["Engine", "EngineConfig", "GenerateConfig", "SamplingParams", "build_engine",
+           "generate_records", "generation_summary"]

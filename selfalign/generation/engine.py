@@ -1,0 +1,276 @@
+"""Generation: the ``Engine`` protocol, sampling parameters, and sharded, resumable generation.
+
+An engine turns prompts into ``num_samples`` responses per prompt. The only backend here is
+``hf`` (:class:`selfalign.generation.hf.HFEngine`, batched ``transformers`` generation); anything
+with the same ``generate`` method can be passed to :func:`generate_records`.
+
+Each response is ``{"text", "finish": "stop" | "length", "num_tokens"}``: ``stop`` when the model
+ended it (EOS or a stop string; the stop string is cut from the text), ``length`` when
+``max_new_tokens`` ran out.
+
+Determinism: sampling randomness comes from one generator per (seed, record id, sample index), so
+the same seed, prompts and settings give identical output, and a prompt's samples do not depend on
+which other prompts share its batch (up to floating-point differences in the logits that different
+padding can cause).
+
+Sharded output (:func:`generate_records`): records are cut into shards of ``shard_size`` prompts;
+each finished shard is written atomically to ``<stem>.shards/shard-00000.jsonl`` next to the
+output, with ``index.json`` holding a fingerprint of the settings. A killed run keeps its finished
+shards; running the same call again skips them and generates the rest; the final merge writes the
+output file atomically and removes the shard folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import AliasChoices, Field, field_validator
+
+from selfalign.config import StrictModel
+from selfalign.errors import ConfigError, DataError
+
+Prompt = str | list[dict]
+
+
+class SamplingParams(StrictModel):
+    """How to sample: ``temperature`` 0 = greedy; ``top_k`` 0 = off; ``top_p`` 1 = off."""
+
+    num_samples: int = Field(1, ge=1, description="responses per prompt")
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    max_new_tokens: int = Field(256, ge=1)
+    stop: list[str] = Field(default_factory=list, description="stop strings (cut from the text)")
+    seed: int = 0
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [v] if v else []
+        return v
+
+    @field_validator("stop")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if any(s == "" for s in v):
+            raise ValueError("stop strings must not be empty")
+        return v
+
+
+class EngineConfig(StrictModel):
+    """Which model generates and how it is batched."""
+
+    model: str = "smollm2-135m"
+    backend: Literal["hf"] = "hf"
+    batch_size: int = Field(64, ge=1, description="sequences (prompt x sample) per generate call")
+    dtype: str = "float32"
+    device: str | None = None
+    chat_template: bool = Field(True, description="render prompts with the tokenizer's chat template")
+    system_prompt: str | None = None
+    max_prompt_tokens: int | None = Field(None, ge=1, description="keep only the last N prompt tokens")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+
+
+class GenerateConfig(SamplingParams, EngineConfig):
+    """``selfalign generate``: prompts file → candidates file (``num_samples`` responses each)."""
+
+    input: str = Field(validation_alias=AliasChoices("input", "prompts_file"),
+                       description="prompts file (jsonl/json/csv/parquet) with id + prompt")
+    output: str = Field(description="candidates .jsonl to write")
+    shard_size: int = Field(256, ge=1, description="prompts per resumable shard")
+    limit: int | None = Field(None, ge=1, description="use only the first N prompts")
+    overwrite: bool = Field(False, description="discard shards left by a run with other settings")
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(**{k: getattr(self, k) for k in SamplingParams.model_fields})
+
+    def engine(self) -> EngineConfig:
+        return EngineConfig(**{k: getattr(self, k) for k in EngineConfig.model_fields})
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Anything that samples responses for prompts."""
+
+    name: str
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams,
+                 keys: Sequence[str] | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> list[list[dict]]:
+        """``params.num_samples`` responses per prompt. ``keys`` (e.g. record ids) seed each
+        prompt's randomness; ``on_progress(prompts_done, tokens_generated)`` after each batch."""
+        ...
+
+    def fingerprint(self) -> str:
+        """A string identifying the model and prompt rendering (used to validate resumed shards)."""
+        ...
+
+
+def build_engine(cfg: EngineConfig | dict, *, model: Any = None, tokenizer: Any = None) -> Engine:
+    """Make the engine named by ``cfg.backend``; a loaded ``model``/``tokenizer`` skips loading."""
+    if isinstance(cfg, dict):
+        cfg = EngineConfig.model_validate(cfg)
+    if cfg.backend == "hf":
+        from selfalign.generation.hf import HFEngine
+
+        return HFEngine(model if model is not None else cfg.model, tokenizer, batch_size=cfg.batch_size,
+                        dtype=cfg.dtype, device=cfg.device, chat_template=cfg.chat_template,
+                        system_prompt=cfg.system_prompt, max_prompt_tokens=cfg.max_prompt_tokens,
+                        num_threads=cfg.num_threads)
+    raise ConfigError(f"backend: unknown generation backend {cfg.backend!r} (available: hf)")
+
+
+# --------------------------------------------------------------------------------- records + shards
+def check_prompt_records(records: Sequence[dict], source: str = "") -> list[dict]:
+    """Validate prompt records (``prompt`` str or message list); missing ids become the index."""
+    out = []
+    seen: set[str] = set()
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise DataError("record is not a mapping", source or None, i + 1)
+        p = rec.get("prompt")
+        if isinstance(p, str):
+            pass
+        elif isinstance(p, list) and p and all(isinstance(m, dict) and "role" in m and "content" in m
+                                                  for m in p):
+            pass
+        else:
+            raise DataError("expected a string or a list of {role, content} messages",
+                            source or None, i + 1, "prompt")
+        if rec.get("id") is None:
+            rec = {**rec, "id": str(i)}
+        rid = str(rec["id"])
+        if rid in seen:
+            raise DataError(f"duplicate id {rid!r}", source or None, i + 1, "id")
+        seen.add(rid)
+        out.append(rec)
+    return out
+
+
+def shard_dir_for(out_path: str | Path) -> Path:
+    p = Path(out_path)
+    return p.with_name(f"{p.stem}.shards")
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _dump_jsonl(records: Sequence[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def _load_jsonl(path: Path) -> list[dict]:
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"invalid JSON ({e.msg})", path, n) from None
+    return out
+
+
+def generate_records(engine: Engine, records: Sequence[dict], params: SamplingParams,
+                     out_path: str | Path, shard_size: int = 256, overwrite: bool = False,
+                     progress: bool = True, keep_shards: bool = False) -> list[dict]:
+    """Generate ``params.num_samples`` responses for every prompt record; write ``out_path``.
+
+    Returns the candidate records (input record + ``"responses"``) in input order. Finished shards
+    of an earlier, interrupted call with the same settings are reused (see the module docstring);
+    shards written with other settings raise :class:`DataError` unless ``overwrite``.
+    """
+    import shutil
+
+    records = check_prompt_records(records)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    sdir = shard_dir_for(out_path)
+    fingerprint = _sha({"engine": engine.fingerprint(), "params": params.model_dump(mode="json"),
+                        "shard_size": shard_size,
+                        "prompts": [[str(r["id"]), r["prompt"]] for r in records]})
+    index_path = sdir / "index.json"
+    if sdir.exists():
+        old = json.loads(index_path.read_text()) if index_path.is_file() else {}
+        if old.get("fingerprint") != fingerprint:
+            if not overwrite:
+                raise DataError("shards left by a run with different settings or prompts; remove the "
+                                "folder or set overwrite=true", sdir)
+            shutil.rmtree(sdir)
+    sdir.mkdir(parents=True, exist_ok=True)
+    shards = [records[i:i + shard_size] for i in range(0, len(records), shard_size)]
+    names = [f"shard-{k:05d}.jsonl" for k in range(len(shards))]
+    index = {"fingerprint": fingerprint, "num_records": len(records), "shard_size": shard_size,
+             "shards": names, "done": []}
+    done = [n for n in names if (sdir / n).is_file()]
+    todo = [k for k, n in enumerate(names) if n not in done]
+    index["done"] = done
+    _write_text_atomic(index_path, json.dumps(index, indent=1))
+
+    from selfalign.utils.progress import Bar
+
+    n_todo = sum(len(shards[k]) for k in todo)
+    t0 = time.perf_counter()
+    state = {"prompts": 0, "tokens": 0}
+    bar_cm = Bar("generating", total=n_todo, unit="prompt") if progress and n_todo else None
+    bar = bar_cm.__enter__() if bar_cm else None
+    try:
+        for k in todo:
+            shard = shards[k]
+            base = dict(state)
+
+            def on_progress(p_done: int, toks: int, base=base) -> None:
+                prev = state["prompts"]
+                state["prompts"] = base["prompts"] + p_done
+                state["tokens"] = base["tokens"] + toks
+                if bar is not None:
+                    el = max(time.perf_counter() - t0, 1e-9)
+                    bar.advance(state["prompts"] - prev,
+                                info=f"{state['tokens'] / el:.1f} tok/s, {state['prompts'] / el:.2f} prompt/s")
+
+            results = engine.generate([r["prompt"] for r in shard], params, keys=[str(r["id"]) for r in shard],
+                                      on_progress=on_progress)
+            out = [{**r, "responses": resp} for r, resp in zip(shard, results, strict=True)]
+            _write_text_atomic(sdir / names[k], _dump_jsonl(out))
+            index["done"] = [n for n in names if (sdir / n).is_file()]
+            _write_text_atomic(index_path, json.dumps(index, indent=1))
+    finally:
+        if bar_cm is not None:
+            bar_cm.__exit__(None, None, None)
+    merged: list[dict] = []
+    for n in names:
+        merged.extend(_load_jsonl(sdir / n))
+    _write_text_atomic(out_path, _dump_jsonl(merged))
+    if not keep_shards:
+        shutil.rmtree(sdir, ignore_errors=True)
+    return merged
+
+
+def generation_summary(records: Sequence[dict], seconds: float | None = None) -> dict[str, Any]:
+    """Counts over candidate records: responses, finish reasons, tokens, rates."""
+    resps = [r for rec in records for r in rec.get("responses", [])]
+    toks = sum(int(r.get("num_tokens", 0)) for r in resps)
+    out: dict[str, Any] = {
+        "prompts": len(records), "responses": len(resps), "tokens": toks,
+        "finish_stop": sum(r.get("finish") == "stop" for r in resps),
+        "finish_length": sum(r.get("finish") == "length" for r in resps),
+        "mean_tokens": toks / len(resps) if resps else None,
+        "empty_responses": sum(not r.get("text", "").strip() for r in resps),
+    }
+    if seconds:
+        out.update(seconds=seconds, tokens_per_s=toks / seconds, prompts_per_s=len(records) / seconds)
+    return out

@@ -1,0 +1,254 @@
+"""``hf`` generation backend: batched sampling with ``transformers`` ``model.generate``.
+
+Throughput on CPU and GPU comes from putting many sequences in each ``generate`` call: prompts
+are sorted by token length (so a batch wastes little padding), each prompt is repeated
+``num_samples`` times inside the batch, prompts are left-padded, and the KV cache is used.
+
+Sampling is done by a logits processor with one ``torch.Generator`` per row (seeded from the seed,
+the record key and the sample index) and ``generate`` runs in greedy mode on the processor's
+one-hot output. That makes a prompt's samples independent of its batch neighbours and of the
+batch size. Stop strings end a row as soon as its recent text contains one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor, StoppingCriteria
+
+from selfalign.errors import ConfigError
+from selfalign.generation.engine import Prompt, SamplingParams
+
+
+def as_messages(prompt: Prompt, system_prompt: str | None = None) -> list[dict]:
+    """A prompt (string or message list) as a chat message list, with an optional system turn."""
+    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if system_prompt and not (msgs and msgs[0].get("role") == "system"):
+        msgs = [{"role": "system", "content": system_prompt}, *msgs]
+    return msgs
+
+
+def render_chat(tokenizer: Any, prompt: Prompt, system_prompt: str | None = None,
+                chat_template: bool = True) -> tuple[str, bool]:
+    """Render ``prompt`` for generation; returns (text, add_special_tokens when encoding).
+
+    With ``chat_template`` and a tokenizer that has one, the prompt becomes a conversation ending
+    with the assistant's generation prompt (the template supplies special tokens). Otherwise a
+    string prompt is used verbatim and a message list is joined as ``role: content`` lines.
+    """
+    if chat_template and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(as_messages(prompt, system_prompt), add_generation_prompt=True,
+                                             tokenize=False)
+        return text, False
+    if isinstance(prompt, str):
+        return (f"{system_prompt}\n\n{prompt}" if system_prompt else prompt), True
+    lines = [f"{m['role']}: {m['content']}" for m in as_messages(prompt, system_prompt)]
+    return "\n".join(lines) + "\nassistant:", True
+
+
+def row_seed(seed: int, key: str, sample: int) -> int:
+    """A 63-bit seed for one (seed, prompt key, sample index) — stable across runs and platforms."""
+    digest = hashlib.sha256(f"{seed}\x1f{key}\x1f{sample}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def eos_ids_of(model: Any, tokenizer: Any) -> list[int]:
+    """Token ids that end a response: the model's generation-config EOS ids and the tokenizer's."""
+    ids: set[int] = set()
+    gc = getattr(model, "generation_config", None)
+    e = getattr(gc, "eos_token_id", None) if gc is not None else None
+    if isinstance(e, int):
+        ids.add(e)
+    elif isinstance(e, (list, tuple)):
+        ids.update(int(x) for x in e)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return sorted(ids)
+
+
+class RowSampler(LogitsProcessor):
+    """Logits processor that samples one token per row with that row's own generator.
+
+    ``__call__(input_ids, scores)`` applies temperature, top-k and top-p to ``scores`` (B, V) and
+    returns a tensor that is 0 at the sampled token and -inf elsewhere, so greedy decoding picks
+    exactly the sampled token. Inverse-CDF sampling: u ~ U[0,1) from the row's generator, token =
+    first index whose cumulative probability exceeds u · total.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int = 0, top_p: float = 1.0):
+        if temperature <= 0:
+            raise ValueError("RowSampler needs temperature > 0 (use greedy decoding for 0)")
+        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        x = scores.float() / self.temperature
+        vocab = x.shape[-1]
+        if 0 < self.top_k < vocab:
+            kth = torch.topk(x, self.top_k, dim=-1).values[:, -1:]
+            x = x.masked_fill(x < kth, float("-inf"))
+        probs = torch.softmax(x, dim=-1)
+        order = None
+        if self.top_p < 1.0:
+            probs, order = probs.sort(dim=-1, descending=True)
+            before = probs.cumsum(-1) - probs  # mass strictly before each token
+            probs = probs.masked_fill(before >= self.top_p, 0.0)
+        u = torch.tensor([torch.rand((), generator=g).item() for g in self.gens], dtype=probs.dtype)
+        cdf = probs.cumsum(-1)
+        target = (u * cdf[:, -1]).unsqueeze(1).to(cdf.device)
+        idx = torch.searchsorted(cdf, target, right=True)
+        # guard against rounding at the top end: never step past the last token with mass
+        last_nz = vocab - 1 - torch.argmax(torch.flip(probs > 0, dims=[-1]).int(), dim=-1, keepdim=True)
+        idx = torch.minimum(idx, last_nz)
+        if order is not None:
+            idx = order.gather(-1, idx)
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, idx.to(scores.device), 0.0)
+        return out
+
+
+class StopOnStrings(StoppingCriteria):
+    """Stopping criterion: a row is done once the text of its last tokens contains a stop string."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int):
+        self.tokenizer, self.stops, self.prompt_len = tokenizer, list(stops), prompt_len
+        self.window = max(len(s) for s in self.stops) + 8  # every token has ≥1 character (mostly)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
+        tails = input_ids[:, self.prompt_len:][:, -self.window:]
+        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool,
+                            device=input_ids.device)
+
+
+def parse_row(tokenizer: Any, gen: Sequence[int], eos_ids: set[int], end_ids: set[int],
+              stops: Sequence[str]) -> dict:
+    """Turn one row of generated token ids into ``{"text", "finish", "num_tokens"}``."""
+    gen = list(gen)
+    cut = next((j for j, t in enumerate(gen) if t in end_ids), len(gen))
+    text = tokenizer.decode(gen[:cut], skip_special_tokens=True)
+    hits = [p for p in (text.find(s) for s in stops) if p >= 0]
+    if hits:
+        return {"text": text[:min(hits)], "finish": "stop", "num_tokens": cut}
+    if cut < len(gen):
+        return {"text": text, "finish": "stop", "num_tokens": cut + (1 if gen[cut] in eos_ids else 0)}
+    return {"text": text, "finish": "length", "num_tokens": len(gen)}
+
+
+class HFEngine:
+    """Batched generation with a ``transformers`` causal LM.
+
+    ``model_or_spec`` is a model spec (registry name, folder, hub id — loaded here) or an
+    already-loaded model (then ``tokenizer`` is required). ``batch_size`` counts sequences
+    (prompt × sample) per ``generate`` call.
+    """
+
+    def __init__(self, model_or_spec: Any, tokenizer: Any = None, *, batch_size: int = 64,
+                 dtype: str = "float32", device: str | None = None, chat_template: bool = True,
+                 system_prompt: str | None = None, max_prompt_tokens: int | None = None,
+                 num_threads: int | None = None):
+        from selfalign.models.load import load_causal_lm, load_tokenizer
+        from selfalign.utils.progress import status
+
+        if isinstance(model_or_spec, (str, Path)):
+            self.name = str(model_or_spec)
+            with status(f"loading {self.name}"):
+                self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_or_spec)
+                self.model = load_causal_lm(model_or_spec, dtype=dtype, device=device)
+        else:
+            if tokenizer is None:
+                raise ConfigError("HFEngine: pass the tokenizer together with an already-loaded model")
+            self.model, self.tokenizer = model_or_spec, tokenizer
+            self.name = str(getattr(getattr(self.model, "config", None), "_name_or_path", "") or "in-memory")
+            if device is not None:
+                self.model.to(device)
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.batch_size = batch_size
+        self.chat_template = chat_template
+        self.system_prompt = system_prompt
+        self.max_prompt_tokens = max_prompt_tokens
+        self.eos_ids = eos_ids_of(self.model, self.tokenizer)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.eos_ids[0]
+
+    def fingerprint(self) -> str:
+        tmpl = getattr(self.tokenizer, "chat_template", None) or ""
+        return (f"hf:{self.name}:{hashlib.sha256(str(tmpl).encode()).hexdigest()[:12]}:"
+                f"{self.chat_template}:{self.system_prompt}:{self.max_prompt_tokens}")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        text, special = render_chat(self.tokenizer, prompt, self.system_prompt, self.chat_template)
+        ids = self.tokenizer(text, add_special_tokens=special)["input_ids"]
+        if self.max_prompt_tokens and len(ids) > self.max_prompt_tokens:
+            ids = ids[-self.max_prompt_tokens:]
+        return list(ids)
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams,
+                 keys: Sequence[str] | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> list[list[dict]]:
+        """``params.num_samples`` responses for each prompt, in prompt order."""
+        keys = [str(i) for i in range(len(prompts))] if keys is None else [str(k) for k in keys]
+        if len(keys) != len(prompts):
+            raise ValueError("keys and prompts differ in length")
+        encoded = [self.encode(p) for p in prompts]
+        n = params.num_samples
+        per_call = max(1, self.batch_size // n)
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # longest first: OOM early
+        results: list[list[dict] | None] = [None] * len(prompts)
+        done = tokens = 0
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(order), per_call):
+                chunk = order[start:start + per_call]
+                rows = [(i, k) for i in chunk for k in range(n)]
+                out = self._generate_rows([encoded[i] for i, _ in rows],
+                                          [row_seed(params.seed, keys[i], k) for i, k in rows], params)
+                for i in chunk:
+                    results[i] = []
+                for (i, _), resp in zip(rows, out, strict=True):
+                    results[i].append(resp)  # type: ignore[union-attr]
+                    tokens += resp["num_tokens"]
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, tokens)
+        finally:
+            self.model.train(was_training)
+        return results  # type: ignore[return-value]
+
+    def _generate_rows(self, rows: list[list[int]], seeds: list[int], params: SamplingParams) -> list[dict]:
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, r in enumerate(rows):
+            ids[j, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[j, width - len(r):] = 1
+        dev = self.device
+        ids, mask = ids.to(dev), mask.to(dev)
+        gc = GenerationConfig(max_new_tokens=params.max_new_tokens, do_sample=False, num_beams=1,
+                              eos_token_id=self.eos_ids, pad_token_id=self.pad_id, use_cache=True,
+                              repetition_penalty=1.0, no_repeat_ngram_size=0, min_new_tokens=0)
+        procs = LogitsProcessorList()
+        if params.temperature > 0:
+            procs.append(RowSampler(seeds, params.temperature, params.top_k, params.top_p))
+        stops = StoppingCriteriaList()
+        if params.stop:
+            stops.append(StopOnStrings(self.tokenizer, params.stop, width))
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gc,
+                                      logits_processor=procs, stopping_criteria=stops)
+        gen = out[:, width:].tolist()
+        eos = set(self.eos_ids)
+        end = eos | {self.pad_id}
+        return [parse_row(self.tokenizer, g, eos, end, params.stop) for g in gen]

@@ -1,0 +1,214 @@
+"""LLM-as-a-judge with the additive 5-point rubric (Self-Rewarding LMs, arXiv 2401.10020).
+
+The judge model (often the policy itself) reads a template filled with the prompt and one
+response (``resources/templates/rubric.txt`` by default; any file with ``{prompt}`` and
+``{response}`` works) and answers. Two modes:
+
+* ``sample`` — the judge writes ``num_evals`` justifications (sampled); each is parsed with
+  ``score_regex`` (default case-insensitive ``(?:Score|Points): ([0-9.]+)``): the first match whose
+  number lies in [low, high] is the score, no such match → a parse failure (score None). The
+  response's score is the mean of the valid scores and ``score_var`` their population variance;
+  no valid score → ``score=None``, which never becomes a training label.
+* ``expected`` — one forward pass over (judge prompt + the assistant prefix ``"Score: "``); the score
+  is the probability-weighted mean over the value tokens "0".."5" renormalised over those tokens:
+  score = Σ_v v·p(v) / Σ_v p(v). Continuous, never a parse failure. ``valid_mass`` = Σ_v p(v) (the
+  probability the judge put on a valid score token) is stored and reported (mean);
+  ``score_var`` = Σ_v p(v)(v − score)² / Σ_v p(v), the spread of the judge's own distribution.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from selfalign.judges.base import (
+    Judge,
+    JudgeConfig,
+    continuation_ids,
+    fill_template,
+    load_judge_lm,
+    load_template,
+    next_token_logprobs,
+    prompt_text,
+    register_judge,
+    render_user_turn,
+    response_text,
+    with_scores,
+)
+
+DEFAULT_SCORE_REGEX = r"(?:Score|Points): ([0-9.]+)"
+
+
+class RubricJudgeConfig(JudgeConfig):
+    """``judge.type=rubric``: an LLM grades each response with an additive point rubric."""
+
+    type: Literal["rubric"] = "rubric"
+    model: str | None = Field(None, description="judge model spec; None = the model passed in (policy)")
+    dtype: str = "float32"
+    device: str | None = None
+    mode: Literal["sample", "expected"] = "sample"
+    template: str = Field("rubric", description="shipped template name or a file with {prompt} {response}")
+    num_evals: int = Field(3, ge=1, description="sampled judgements per response (sample mode)")
+    score_regex: str = DEFAULT_SCORE_REGEX
+    low: float = 0.0
+    high: float = 5.0
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1)
+    seed: int = 0
+    batch_size: int = Field(16, ge=1, description="sequences per generate call / forward pass")
+    expected_prefix: str = Field("Score: ", description="assistant prefix before the score token")
+    expected_values: list[int] | None = Field(None, description="score tokens (default: integers in [low, high])")
+
+    @field_validator("score_regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            rx = re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression: {e}") from None
+        if rx.groups < 1:
+            raise ValueError("the score regex needs a capture group around the number")
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> RubricJudgeConfig:
+        if self.high <= self.low:
+            raise ValueError("high must be greater than low")
+        return self
+
+    def values(self) -> list[int]:
+        if self.expected_values:
+            return list(self.expected_values)
+        return list(range(math.ceil(self.low), math.floor(self.high) + 1))
+
+
+def parse_score(text: str, regex: str | re.Pattern = DEFAULT_SCORE_REGEX, low: float = 0.0,
+                high: float = 5.0) -> float | None:
+    """The first number captured by ``regex`` (case-insensitive) that parses and lies in
+    [low, high]; None when there is none."""
+    rx = regex if isinstance(regex, re.Pattern) else re.compile(regex, re.IGNORECASE)
+    for m in rx.finditer(text):
+        try:
+            v = float(m.group(1))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(v) and low <= v <= high:
+            return v
+    return None
+
+
+def expected_score(logprobs: Any, values: list[int]) -> tuple[float, float, float, dict[str, float]]:
+    """(score, valid_mass, variance, probs) from next-token log-probs of the value tokens.
+
+    score = Σ v·p(v) / Σ p(v); valid_mass = Σ p(v); variance of v under p renormalised.
+    """
+    probs = [math.exp(float(lp)) for lp in logprobs]
+    mass = sum(probs)
+    if mass <= 0:
+        return float("nan"), 0.0, float("nan"), {}
+    score = sum(v * p for v, p in zip(values, probs)) / mass
+    var = sum(p * (v - score) ** 2 for v, p in zip(values, probs)) / mass
+    return score, mass, var, {str(v): p for v, p in zip(values, probs)}
+
+
+@register_judge("rubric", RubricJudgeConfig)
+class RubricJudge(Judge):
+    """Grades every response of every record with the rubric (see the module docstring)."""
+
+    def __init__(self, cfg: RubricJudgeConfig, model: Any, tokenizer: Any):
+        super().__init__(cfg)
+        self.cfg: RubricJudgeConfig = cfg
+        self.model, self.tokenizer = model, tokenizer
+        self.template = load_template(cfg.template, ("{prompt}", "{response}"))
+        self.regex = re.compile(cfg.score_regex, re.IGNORECASE)
+        self._stats.score_range = (cfg.low, cfg.high)
+
+    @classmethod
+    def from_config(cls, cfg: RubricJudgeConfig, *, model: Any = None, tokenizer: Any = None) -> RubricJudge:
+        lm, tok = load_judge_lm(cfg.model, model, tokenizer, cfg.dtype, cfg.device)
+        return cls(cfg, lm, tok)
+
+    def judge_prompt(self, prompt: Any, response: Any) -> str:
+        """The filled template for one (prompt, response)."""
+        return fill_template(self.template, prompt=prompt_text(prompt), response=response_text(response))
+
+    def score_records(self, records: list[dict]) -> list[dict]:
+        items = [(ri, j) for ri, rec in enumerate(records) for j in range(len(rec.get("responses", [])))]
+        texts = [self.judge_prompt(records[ri]["prompt"], records[ri]["responses"][j]) for ri, j in items]
+        if self.cfg.mode == "sample":
+            keys = [f"{records[ri].get('id', ri)}\x1f{j}" for ri, j in items]
+            judged = self._sample(texts, keys)
+        else:
+            judged = self._expected(texts)
+        per_record: list[list[list[dict]]] = [[[] for _ in rec.get("responses", [])] for rec in records]
+        for (ri, j), js in zip(items, judged, strict=True):
+            per_record[ri][j] = js
+        out = [with_scores(rec, per_record[ri], self._stats) for ri, rec in enumerate(records)]
+        if self.cfg.mode == "expected":  # one judgement: keep the spread of its score distribution
+            for rec in out:
+                for r in rec["responses"]:
+                    r["score_var"] = r["judgements"][0]["dist_var"] if r["judgements"] else None
+        return out
+
+    # ------------------------------------------------------------------------------------ sample
+    def _sample(self, texts: list[str], keys: list[str]) -> list[list[dict]]:
+        from selfalign.generation.engine import SamplingParams
+        from selfalign.generation.hf import HFEngine
+        from selfalign.utils.progress import Bar
+
+        cfg = self.cfg
+        engine = HFEngine(self.model, self.tokenizer, batch_size=cfg.batch_size)
+        params = SamplingParams(num_samples=cfg.num_evals, temperature=cfg.temperature, top_p=cfg.top_p,
+                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+        with Bar(f"judging ({self.name}, sample)", total=len(texts), unit="response") as bar:
+            last = [0]
+
+            def progress(done: int, _tokens: int) -> None:
+                bar.advance(done - last[0])
+                last[0] = done
+
+            outs = engine.generate(texts, params, keys=keys, on_progress=progress)
+        judged = []
+        for samples in outs:
+            js = []
+            for s in samples:
+                score = parse_score(s["text"], self.regex, cfg.low, cfg.high)
+                self._stats.add_judgement(score is not None)
+                js.append({"text": s["text"], "score": score, "finish": s["finish"]})
+            judged.append(js)
+        return judged
+
+    # ---------------------------------------------------------------------------------- expected
+    def _expected(self, texts: list[str]) -> list[list[dict]]:
+        from selfalign.utils.progress import Bar
+
+        cfg = self.cfg
+        values = cfg.values()
+        if not texts:
+            return []
+        contexts = []
+        special = False
+        for t in texts:
+            rendered, special = render_user_turn(self.tokenizer, t)
+            contexts.append(rendered + cfg.expected_prefix)
+        ctx0, ids = continuation_ids(self.tokenizer, contexts[0], [str(v) for v in values], special)
+        if ctx0 != contexts[0]:  # the tokenizer glues the prefix's trailing space to the number
+            cut = len(contexts[0]) - len(ctx0)
+            contexts = [c[:-cut] for c in contexts]
+        with Bar(f"judging ({self.name}, expected)", total=len(texts), unit="response") as bar:
+            logp = next_token_logprobs(self.model, self.tokenizer, contexts, ids, cfg.batch_size, special,
+                                       on_batch=bar.advance)
+        judged = []
+        for row in logp.tolist():
+            score, mass, var, probs = expected_score(row, values)
+            ok = math.isfinite(score)
+            self._stats.add_judgement(ok)
+            self._stats.observe("valid_mass", mass)
+            judged.append([{"score": score if ok else None, "valid_mass": mass, "probs": probs,
+                            "dist_var": var if ok else None}])
+        return judged
+
