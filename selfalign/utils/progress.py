@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -35,15 +34,14 @@ def make_progress(unit: str = "it") -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.speed:>7.2f} " + unit + "/s" if False else "[cyan]{task.fields[rate]}"),
+        TextColumn("[cyan]{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
         console=console,
         transient=False,
-        disable=_disabled() or not sys.stderr.isatty() and os.environ.get("SELFALIGN_FORCE_PROGRESS") is None
-        and False,
+        disable=_disabled(),
     )
 
 

@@ -1,0 +1,1 @@
+"""Recipes: rounds of stages, each readable top to bottom."""

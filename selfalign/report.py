@@ -1,0 +1,292 @@
+"""``selfalign report RUN_DIR``: a self-contained ``report.html`` (plots embedded as PNG data URIs).
+
+It reads only what the stage runner leaves in a run directory: the stage manifests (metrics of every
+stage), ``metrics.jsonl`` (every scalar a trainer logged) and the stage outputs (scored candidates,
+preference pairs, validation answers). Sections:
+
+1. validation metrics across iterations (verifiable pass rate, self-judge score, win rate vs M_0,
+   judge agreement with the programmatic checks);
+2. judge score distributions per iteration;
+3. chosen / rejected judge scores and implicit rewards per iteration;
+4. loss curves of every training stage;
+5. bad-sample, bad-end and parse-failure rates per iteration;
+6. a table of sample pairs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from selfalign.errors import SelfalignError
+from selfalign.utils.metrics import read_metrics
+
+
+def _load_jsonl(path: Path, limit: int | None = None) -> list[dict]:
+    out = []
+    if not path.is_file():
+        return out
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+                if limit and len(out) >= limit:
+                    break
+    return out
+
+
+def _manifests(run_dir: Path) -> list[dict]:
+    out = []
+    for d in sorted(run_dir.iterdir()):
+        p = d / "manifest.json"
+        if d.is_dir() and p.is_file():
+            m = json.loads(p.read_text(encoding="utf-8"))
+            m["dir"] = d
+            out.append(m)
+    return sorted(out, key=lambda m: (m["round"], m["step"]))
+
+
+def _fig_to_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _output(m: dict, name: str = "data") -> Path | None:
+    o = m.get("outputs", {}).get(name)
+    return Path(o["path"]) if o else None
+
+
+def collect(run_dir: Path) -> dict:
+    """Everything the report shows, as plain data (also handy for tests and the terminal summary)."""
+    mans = [m for m in _manifests(run_dir) if m.get("status") == "done"]
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    data: dict = {"validation": [], "judge_scores": {}, "pairs": {}, "train_curves": {}, "rates": {},
+                  "samples": [], "stages": []}
+    for m in mans:
+        tag = m["dir"].name
+        data["stages"].append({"stage": tag, "status": m["status"], "seconds": m.get("seconds"),
+                               "attempts": m.get("attempts")})
+        kind, r = m["stage"], m["round"]
+        if kind == "validate":
+            data["validation"].append({"round": r, **m.get("metrics", {})})
+        elif kind == "judge":
+            p = _output(m)
+            recs = _load_jsonl(p) if p else []
+            data["judge_scores"][r] = [x["score"] for rec in recs for x in rec.get("responses", [])
+                                       if x.get("score") is not None]
+            mm = m.get("metrics", {})
+            data["rates"].setdefault(r, {}).update(
+                {k: mm[k] for k in ("parse_failure_rate", "tie_rate", "bad_ends_frac") if k in mm})
+        elif kind == "pair":
+            p = _output(m)
+            pairs = _load_jsonl(p) if p else []
+            data["pairs"][r] = {
+                "chosen": [x.get("chosen_score") for x in pairs if x.get("chosen_score") is not None],
+                "rejected": [x.get("rejected_score") for x in pairs if x.get("rejected_score") is not None],
+            }
+            mm = m.get("metrics", {})
+            data["rates"].setdefault(r, {}).update(
+                {k: mm[k] for k in ("bad_samples_frac", "bad_ends_frac", "meta_pairs_made",
+                                    "meta_pairs_used") if k in mm})
+            for x in pairs[:3]:
+                data["samples"].append({"round": r, **{k: x.get(k) for k in (
+                    "prompt", "chosen", "rejected", "chosen_score", "rejected_score")}})
+    by_stage = defaultdict(list)
+    for rec in metrics:
+        by_stage[rec.get("stage", "")].append(rec)
+    for stage, recs in by_stage.items():
+        if "train" in stage or "sft" in stage:
+            data["train_curves"][stage] = recs
+    return data
+
+
+def _hist_plot(judge_scores: dict) -> str | None:
+    if not judge_scores:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for r, scores in sorted(judge_scores.items()):
+        if scores:
+            ax.hist(scores, bins=20, alpha=0.5, label=f"iteration {r}")
+    ax.set_xlabel("judge score")
+    ax.set_ylabel("responses")
+    ax.legend()
+    ax.set_title("Judge score distribution per iteration")
+    return _fig_to_uri(fig)
+
+
+def _pairs_plot(pairs: dict, curves: dict) -> str | None:
+    if not pairs and not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    rounds = sorted(pairs)
+    for key, color in (("chosen", "tab:green"), ("rejected", "tab:red")):
+        means = [sum(pairs[r][key]) / len(pairs[r][key]) if pairs[r][key] else float("nan") for r in rounds]
+        axes[0].plot(rounds, means, "o-", color=color, label=key)
+    axes[0].set_xlabel("iteration")
+    axes[0].set_ylabel("mean judge score")
+    axes[0].set_title("Judge scores of chosen / rejected")
+    axes[0].legend()
+    for stage, recs in sorted(curves.items()):
+        xs = [x["step"] for x in recs if "rewards_chosen_mean" in x]
+        if xs:
+            axes[1].plot(xs, [x["rewards_chosen_mean"] for x in recs if "rewards_chosen_mean" in x],
+                         label=f"{stage} chosen")
+            axes[1].plot(xs, [x["rewards_rejected_mean"] for x in recs if "rewards_chosen_mean" in x],
+                         "--", label=f"{stage} rejected")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("β·log(π/π_ref)")
+    axes[1].set_title("Implicit rewards (β-scaled)")
+    if axes[1].lines:
+        axes[1].legend(fontsize=7)
+    return _fig_to_uri(fig)
+
+
+def _loss_plot(curves: dict) -> str | None:
+    series = {s: [x for x in recs if "loss" in x] for s, recs in curves.items()}
+    series = {s: v for s, v in series.items() if v}
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for s, recs in sorted(series.items()):
+        ax.plot([x["step"] for x in recs], [x["loss"] for x in recs], label=s)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title("Training loss")
+    ax.legend(fontsize=7)
+    return _fig_to_uri(fig)
+
+
+def _rates_plot(rates: dict) -> str | None:
+    if not rates:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for v in rates.values() for k in v if k.endswith(("_rate", "_frac"))})
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    rounds = sorted(rates)
+    width = 0.8 / len(keys)
+    for i, k in enumerate(keys):
+        ax.bar([r + i * width for r in rounds], [rates[r].get(k, 0) for r in rounds], width, label=k)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("fraction")
+    ax.set_title("Bad samples, bad ends, parse failures, ties")
+    ax.legend(fontsize=7)
+    return _fig_to_uri(fig)
+
+
+def _validation_plot(validation: list[dict]) -> str | None:
+    if not validation:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in ("verifiable_pass_rate", "check_pass_rate", "self_judge_mean", "win_rate_vs_m0",
+                        "judge_check_agreement") if any(k in v for v in validation)]
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for k in keys:
+        pts = [(v["round"], v[k]) for v in validation if k in v and v[k] is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=k)
+    ax.set_xlabel("model M_t (t = iterations of training)")
+    ax.set_title("Held-out validation")
+    ax.legend(fontsize=7)
+    return _fig_to_uri(fig)
+
+
+def _table(rows: list[dict], cols: list[str] | None = None, trunc: int = 300) -> str:
+    if not rows:
+        return "<p><em>none</em></p>"
+    cols = cols or list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            if isinstance(v, float):
+                s = f"{v:.4g}"
+            elif isinstance(v, (list, dict)):
+                s = json.dumps(v, ensure_ascii=False)
+            else:
+                s = "" if v is None else str(v)
+            if len(s) > trunc:
+                s = s[:trunc] + "…"
+            cells.append(f"<td>{html.escape(s)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:4px 8px;
+vertical-align:top;text-align:left;white-space:pre-wrap}th{background:#f3f3f3}img{max-width:100%}
+h2{border-bottom:1px solid #ddd;padding-bottom:4px}"""
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.html`` for ``run_dir`` and return its path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SelfalignError(f"{run_dir}: not a run directory")
+    if not any((d / "manifest.json").is_file() for d in run_dir.iterdir() if d.is_dir()):
+        raise SelfalignError(f"{run_dir}: no stage manifests found (is this a selfalign run directory?)")
+    data = collect(run_dir)
+    parts = [f"<html><head><meta charset='utf-8'><title>selfalign report: {html.escape(run_dir.name)}"
+             f"</title><style>{_CSS}</style></head><body>",
+             f"<h1>selfalign run report — {html.escape(run_dir.name)}</h1>"]
+
+    def section(title: str, img: str | None, extra: str = ""):
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(f"<img src='{img}'/>" if img else "<p><em>no data</em></p>")
+        parts.append(extra)
+
+    section("Validation across iterations", _validation_plot(data["validation"]),
+            _table(data["validation"]))
+    section("Judge score distributions", _hist_plot(data["judge_scores"]))
+    section("Chosen / rejected: judge scores and implicit rewards",
+            _pairs_plot(data["pairs"], data["train_curves"]))
+    section("Loss curves", _loss_plot(data["train_curves"]))
+    rate_rows = [{"iteration": r, **v} for r, v in sorted(data["rates"].items())]
+    section("Bad samples and parse failures", _rates_plot(data["rates"]), _table(rate_rows))
+    parts.append("<h2>Sample pairs</h2>")
+    parts.append(_table(data["samples"], ["round", "prompt", "chosen", "rejected", "chosen_score",
+                                          "rejected_score"]))
+    parts.append("<h2>Stages</h2>")
+    parts.append(_table(data["stages"]))
+    parts.append("</body></html>")
+    out = Path(out) if out else run_dir / "report.html"
+    tmp = out.with_name(f".tmp-{out.name}")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(out)
+    return out
