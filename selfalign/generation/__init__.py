@@ -9,8 +9,9 @@ from selfalign.generation.engine import (
     SamplingParams,
     build_engine,
     generate_records,
+    generate_to_file,
     generation_summary,
 )
 
 __all__ = ["Engine", "EngineConfig", "GenerateConfig", "SamplingParams", "build_engine",
-           "generate_records", "generation_summary"]
+           "generate_records", "generate_to_file", "generation_summary"]

@@ -187,19 +187,22 @@ def _load_jsonl(path: Path) -> list[dict]:
 
 def generate_records(engine: Engine, records: Sequence[dict], params: SamplingParams,
                      out_path: str | Path, shard_size: int = 256, overwrite: bool = False,
-                     progress: bool = True, keep_shards: bool = False) -> list[dict]:
+                     progress: bool = True, keep_shards: bool = False,
+                     shard_dir: str | Path | None = None, stats: dict | None = None) -> list[dict]:
     """Generate ``params.num_samples`` responses for every prompt record; write ``out_path``.
 
     Returns the candidate records (input record + ``"responses"``) in input order. Finished shards
     of an earlier, interrupted call with the same settings are reused (see the module docstring);
-    shards written with other settings raise :class:`DataError` unless ``overwrite``.
+    shards written with other settings raise :class:`DataError` unless ``overwrite``. Shards go to
+    ``shard_dir`` (default ``<output stem>.shards`` next to the output). A ``stats`` dict, when
+    given, receives what this call did: shards reused/generated, prompts and tokens generated, seconds.
     """
     import shutil
 
     records = check_prompt_records(records)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    sdir = shard_dir_for(out_path)
+    sdir = Path(shard_dir) if shard_dir is not None else shard_dir_for(out_path)
     fingerprint = _sha({"engine": engine.fingerprint(), "params": params.model_dump(mode="json"),
                         "shard_size": shard_size,
                         "prompts": [[str(r["id"]), r["prompt"]] for r in records]})
@@ -251,6 +254,9 @@ def generate_records(engine: Engine, records: Sequence[dict], params: SamplingPa
     finally:
         if bar_cm is not None:
             bar_cm.__exit__(None, None, None)
+    if stats is not None:
+        stats.update(shards_reused=len(done), shards_generated=len(todo), prompts_generated=state["prompts"],
+                     tokens_generated=state["tokens"], generate_seconds=time.perf_counter() - t0)
     merged: list[dict] = []
     for n in names:
         merged.extend(_load_jsonl(sdir / n))
@@ -274,3 +280,29 @@ def generation_summary(records: Sequence[dict], seconds: float | None = None) ->
     if seconds:
         out.update(seconds=seconds, tokens_per_s=toks / seconds, prompts_per_s=len(records) / seconds)
     return out
+
+
+def generate_to_file(model: Any, records: Sequence[dict], output: str | Path, *, tokenizer: Any = None,
+                     shard_dir: str | Path | None = None, num_samples: int = 1, temperature: float = 0.7,
+                     top_p: float = 1.0, top_k: int = 0, max_new_tokens: int = 256,
+                     stop: Sequence[str] = (), seed: int = 0, batch_size: int = 64, dtype: str = "float32",
+                     device: str | None = None, chat_template: bool = True, system_prompt: str | None = None,
+                     shard_size: int = 256, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """One call for recipes: build an ``hf`` engine for ``model`` (a spec, or a loaded model with its
+    ``tokenizer``), generate into ``output`` (resumable shards) and return
+    :func:`generation_summary` of the result (with timings)."""
+    engine = build_engine(EngineConfig(model=str(model) if isinstance(model, (str, Path)) else "in-memory",
+                                       batch_size=batch_size, dtype=dtype, device=device,
+                                       chat_template=chat_template, system_prompt=system_prompt),
+                          model=None if isinstance(model, (str, Path)) else model, tokenizer=tokenizer)
+    params = SamplingParams(num_samples=num_samples, temperature=temperature, top_p=top_p, top_k=top_k,
+                            max_new_tokens=max_new_tokens, stop=list(stop), seed=seed)
+    run: dict[str, Any] = {}
+    out = generate_records(engine, records, params, output, shard_size=shard_size, overwrite=overwrite,
+                           progress=progress, shard_dir=shard_dir, stats=run)
+    summary = generation_summary(out)
+    summary.update(run)
+    if run["generate_seconds"] > 0 and run["prompts_generated"]:
+        summary["tokens_per_s"] = run["tokens_generated"] / run["generate_seconds"]
+        summary["prompts_per_s"] = run["prompts_generated"] / run["generate_seconds"]
+    return summary

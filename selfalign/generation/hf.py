@@ -40,10 +40,10 @@ def render_chat(tokenizer: Any, prompt: Prompt, system_prompt: str | None = None
     with the assistant's generation prompt (the template supplies special tokens). Otherwise a
     string prompt is used verbatim and a message list is joined as ``role: content`` lines.
     """
-    if chat_template and getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(as_messages(prompt, system_prompt), add_generation_prompt=True,
-                                             tokenize=False)
-        return text, False
+    from selfalign.data.chat import has_chat_template, render_prompt
+
+    if chat_template and has_chat_template(tokenizer):
+        return render_prompt(tokenizer, as_messages(prompt, system_prompt)), False
     if isinstance(prompt, str):
         return (f"{system_prompt}\n\n{prompt}" if system_prompt else prompt), True
     lines = [f"{m['role']}: {m['content']}" for m in as_messages(prompt, system_prompt)]

@@ -1,0 +1,248 @@
+"""Principle-driven pairwise judge (SALMON stage 1, arXiv 2310.05910).
+
+For a pair of responses (1, 2) to one instruction and one principle (name + definition), the
+judge model reads a prompt listing the instruction, ``Output (a)``, ``Output (b)`` and the
+principle (``resources/templates/pairwise_principle.txt``), followed by the assistant prefix
+``"... the more <principle> output is Output ("``. Nothing is generated: we read the next-token
+log-probabilities of ``a`` and ``b``. Both orders are asked:
+
+* order 1 — response 1 as (a), response 2 as (b): ``s12 = log p(a) − log p(b)``;
+* order 2 — response 2 as (a), response 1 as (b): ``s21 = log p(b) − log p(a)``.
+
+Both are oriented so that a positive value favours response 1. The preference is 1 when both are
+positive, 2 when both are negative, else 0 (position-inconsistent, or an exact tie).
+
+Output, per record (records need ≥ 2 responses; others pass through unscored)::
+
+    "comparisons": [{"i": 0, "j": 1, "principle": "Concise", "s12": 0.8, "s21": 0.3,
+                     "preference": 1}, ...]
+
+and per response ``judgements`` (one per comparison it took part in: ``{"principle", "vs",
+"margin", "score"}`` with score 1 win / 0 loss / 0.5 no consistent winner), ``score`` = the mean
+of those (a win rate in [0, 1]) and ``score_var``. ``pairs: first`` compares responses 0 and 1,
+``pairs: all`` every pair. Statistics include the position-consistency rate (share of
+comparisons whose two orders agree).
+
+Principles come from a JSON file: a list, or ``{"principles": [...]}``, of ``{"name",
+"definition", "negative_definition", "weight", "tags"}``. Shipped lists (our own wording):
+``judging`` (11 principles, stage 1), ``rl`` (14 weighted, stage 3), ``intervention`` (3).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from selfalign.config import StrictModel
+from selfalign.errors import DataError
+from selfalign.judges.base import (
+    Judge,
+    JudgeConfig,
+    continuation_ids,
+    fill_template,
+    load_judge_lm,
+    load_template,
+    next_token_logprobs,
+    prompt_text,
+    register_judge,
+    render_user_turn,
+    resources_dir,
+    response_text,
+    with_scores,
+)
+
+
+class Principle(StrictModel):
+    """One principle: what a good output does (``definition``) and its opposite."""
+
+    name: str = Field(min_length=1)
+    definition: str = Field(min_length=1)
+    negative_definition: str = ""
+    weight: float = Field(1.0, ge=0.0)
+    tags: list[str] = Field(default_factory=list)
+
+
+def shipped_principles() -> list[str]:
+    return sorted(p.stem for p in (resources_dir() / "principles").glob("*.json"))
+
+
+def load_principles(name_or_path: str | Path) -> list[Principle]:
+    """Principles from a JSON file, or a shipped list by name (``judging``, ``rl``, ``intervention``)."""
+    p = Path(name_or_path).expanduser()
+    if not p.is_file():
+        shipped = resources_dir() / "principles" / f"{name_or_path}.json"
+        if not shipped.is_file():
+            raise DataError(f"no such file and not a shipped principle list (shipped: "
+                            f"{', '.join(shipped_principles())})", str(name_or_path))
+        p = shipped
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON ({e.msg})", p, e.lineno) from None
+    items = data.get("principles") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not items:
+        raise DataError("expected a non-empty list of principles (or {\"principles\": [...]})", p)
+    out = []
+    for k, item in enumerate(items):
+        try:
+            out.append(Principle.model_validate(item))
+        except ValidationError as err:
+            e = err.errors()[0]
+            key = f"principles[{k}]." + ".".join(str(x) for x in e["loc"])
+            raise DataError(e["msg"], p, None, key) from None
+    names = [x.name for x in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise DataError(f"duplicate principle names: {', '.join(sorted(dup))}", p)
+    return out
+
+
+def preference_from_scores(s12: float, s21: float) -> int:
+    """1 if both orders favour response 1 (both > 0), 2 if both favour response 2 (both < 0), else 0."""
+    if s12 > 0 and s21 > 0:
+        return 1
+    if s12 < 0 and s21 < 0:
+        return 2
+    return 0
+
+
+class PairwisePrincipleJudgeConfig(JudgeConfig):
+    """``judge.type=pairwise_principle``: compare response pairs under each principle (SALMON)."""
+
+    type: Literal["pairwise_principle"] = "pairwise_principle"
+    model: str | None = Field(None, description="judge model spec; None = the model passed in (policy)")
+    dtype: str = "float32"
+    device: str | None = None
+    principles: str = Field("judging", description="shipped list name or a JSON file")
+    only: list[str] | None = Field(None, description="use only these principle names")
+    template: str = Field("pairwise_principle", description="shipped template name or a file")
+    answer_prefix: str = Field(
+        "Judging only by this principle, the more {principle} output is Output (",
+        description="assistant prefix; {principle} = lower-cased name, {principle_name} = name")
+    labels: tuple[str, str] = ("a", "b")
+    pairs: Literal["first", "all"] = "first"
+    batch_size: int = Field(16, ge=1)
+
+
+_PLACEHOLDERS = ("{prompt}", "{output_a}", "{output_b}", "{principle_definition}")
+
+# (contexts) -> [(log p(label a), log p(label b))] ; injectable for tests
+LogprobFn = Callable[[list[str]], list[tuple[float, float]]]
+
+
+@register_judge("pairwise_principle", PairwisePrincipleJudgeConfig)
+class PairwisePrincipleJudge(Judge):
+    """See the module docstring."""
+
+    def __init__(self, cfg: PairwisePrincipleJudgeConfig, model: Any = None, tokenizer: Any = None,
+                 logprob_fn: LogprobFn | None = None):
+        super().__init__(cfg)
+        self.cfg: PairwisePrincipleJudgeConfig = cfg
+        self.model, self.tokenizer = model, tokenizer
+        self.template = load_template(cfg.template, _PLACEHOLDERS)
+        principles = load_principles(cfg.principles)
+        if cfg.only:
+            known = {p.name for p in principles}
+            unknown = [n for n in cfg.only if n not in known]
+            if unknown:
+                raise DataError(f"unknown principle(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                                cfg.principles, key="only")
+            principles = [p for p in principles if p.name in cfg.only]
+        self.principles = principles
+        self._logprob_fn = logprob_fn
+        self._stats.score_range = (0.0, 1.0)
+
+    @classmethod
+    def from_config(cls, cfg: PairwisePrincipleJudgeConfig, *, model: Any = None,
+                    tokenizer: Any = None) -> PairwisePrincipleJudge:
+        lm, tok = load_judge_lm(cfg.model, model, tokenizer, cfg.dtype, cfg.device)
+        return cls(cfg, lm, tok)
+
+    # ------------------------------------------------------------------------------------ prompts
+    def user_turn(self, prompt: Any, out_a: str, out_b: str, principle: Principle) -> str:
+        return fill_template(self.template, prompt=prompt_text(prompt), output_a=out_a, output_b=out_b,
+                             principle_name=principle.name, principle_definition=principle.definition)
+
+    def context(self, prompt: Any, out_a: str, out_b: str, principle: Principle) -> str:
+        """Rendered judge input ending with the assistant prefix (just before the label token)."""
+        rendered, _ = render_user_turn(self.tokenizer, self.user_turn(prompt, out_a, out_b, principle))
+        prefix = fill_template(self.cfg.answer_prefix, principle=principle.name.lower(),
+                               principle_name=principle.name)
+        return rendered + prefix
+
+    def _logprobs(self, contexts: list[str]) -> list[tuple[float, float]]:
+        if self._logprob_fn is not None:
+            return self._logprob_fn(contexts)
+        from selfalign.utils.progress import Bar
+
+        if not contexts:
+            return []
+        _, special = render_user_turn(self.tokenizer, "")
+        ctx0, ids = continuation_ids(self.tokenizer, contexts[0], list(self.cfg.labels), special)
+        if ctx0 != contexts[0]:
+            cut = len(contexts[0]) - len(ctx0)
+            contexts = [c[:-cut] for c in contexts]
+        with Bar(f"judging ({self.name})", total=len(contexts), unit="pass") as bar:
+            lp = next_token_logprobs(self.model, self.tokenizer, contexts, ids, self.cfg.batch_size, special,
+                                     on_batch=bar.advance)
+        return [(float(a), float(b)) for a, b in lp.tolist()]
+
+    # ------------------------------------------------------------------------------------ scoring
+    def pairs_of(self, n: int) -> list[tuple[int, int]]:
+        if n < 2:
+            return []
+        return [(0, 1)] if self.cfg.pairs == "first" else list(combinations(range(n), 2))
+
+    def score_records(self, records: list[dict]) -> list[dict]:
+        jobs: list[tuple[int, int, int, Principle]] = []  # (record, i, j, principle)
+        contexts: list[str] = []
+        for ri, rec in enumerate(records):
+            resps = [response_text(r) for r in rec.get("responses", [])]
+            for i, j in self.pairs_of(len(resps)):
+                for pr in self.principles:
+                    jobs.append((ri, i, j, pr))
+                    contexts.append(self.context(rec["prompt"], resps[i], resps[j], pr))  # order 1
+                    contexts.append(self.context(rec["prompt"], resps[j], resps[i], pr))  # order 2
+        lps = self._logprobs(contexts)
+        comps: list[list[dict]] = [[] for _ in records]
+        for k, (ri, i, j, pr) in enumerate(jobs):
+            (a1, b1), (a2, b2) = lps[2 * k], lps[2 * k + 1]
+            s12, s21 = a1 - b1, b2 - a2
+            pref = preference_from_scores(s12, s21)
+            self._stats.add_judgement(True)
+            self._stats.add_judgement(True)
+            self._stats.add_comparison(pref)
+            comps[ri].append({"i": i, "j": j, "principle": pr.name, "s12": s12, "s21": s21,
+                              "preference": pref})
+        out = []
+        for ri, rec in enumerate(records):
+            n = len(rec.get("responses", []))
+            judgements: list[list[dict]] = [[] for _ in range(n)]
+            for c in comps[ri]:
+                margin = (c["s12"] + c["s21"]) / 2
+                win_i = {1: 1.0, 2: 0.0, 0: 0.5}[c["preference"]]
+                judgements[c["i"]].append({"principle": c["principle"], "vs": c["j"], "margin": margin,
+                                           "score": win_i})
+                judgements[c["j"]].append({"principle": c["principle"], "vs": c["i"], "margin": -margin,
+                                           "score": 1.0 - win_i})
+            if n < 2:
+                out.append({**rec, "responses": [{**r, "judgements": [], "score": None, "score_var": None}
+                                                 for r in rec.get("responses", [])], "comparisons": []})
+                self._stats.records += 1
+                for _ in range(n):
+                    self._stats.add_response(None)
+                continue
+            scored = with_scores(rec, judgements, None)
+            for r in scored["responses"]:
+                if r["judgements"]:
+                    self._stats.add_response(r["score"])
+            self._stats.records += 1
+            scored["comparisons"] = comps[ri]
+            out.append(scored)
+        return out
+
