@@ -84,6 +84,7 @@ class GenerateConfig(SamplingParams, EngineConfig):
     input: str = Field(validation_alias=AliasChoices("input", "prompts_file"),
                        description="prompts file (jsonl/json/csv/parquet) with id + prompt")
     output: str = Field(description="candidates .jsonl to write")
+    prompt_key: str | None = Field(None, description="record key holding the prompt (default: auto)")
     shard_size: int = Field(256, ge=1, description="prompts per resumable shard")
     limit: int | None = Field(None, ge=1, description="use only the first N prompts")
     overwrite: bool = Field(False, description="discard shards left by a run with other settings")

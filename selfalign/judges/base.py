@@ -247,13 +247,18 @@ def parse_judge_config(data: dict | JudgeConfig, source: str = "", key: str = "j
     if not type_name:
         raise ConfigError(f"{key}.type: missing; expected one of {', '.join(sorted(JUDGE_MODULES))}")
     cfg_cls, _ = _lookup(str(type_name))
-    from pydantic import ValidationError
+    from pydantic import ValidationError, create_model
 
     try:
         return cfg_cls.model_validate(data)
-    except ValidationError as err:
-        msg = format_validation_error(err, cfg_cls)
-        raise ConfigError(f"{source + ': ' if source else ''}{key}: {msg}") from None
+    except ValidationError:
+        # re-validate nested under ``key`` so the message names the full key path (judge.mode)
+        wrapper = create_model("JudgeSection", __base__=StrictModel, **{key: (cfg_cls, ...)})
+        try:
+            wrapper.model_validate({key: data})
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, wrapper, source)) from None
+        raise
 
 
 def build_judge(cfg: dict | JudgeConfig, *, model: Any = None, tokenizer: Any = None) -> Judge:

@@ -1,0 +1,116 @@
+"""``selfalign judge``: score candidate records with one judge (rubric, pairwise_principle,
+reward_model, function or meta) and report what happened."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import Field
+from rich.console import Console
+from rich.table import Table
+
+from selfalign.config import StrictModel
+
+_ARGS = typer.Argument(None, help="An optional config YAML, then KEY=VALUE overrides (e.g. judge.mode=expected).",
+                       show_default=False)
+
+
+class JudgeCommandConfig(StrictModel):
+    """``selfalign judge``: input candidates → output scored records (meta: preference records)."""
+
+    input: str = Field(description="candidate or scored records (jsonl/json/csv/parquet)")
+    output: str = Field(description="records to write (JSON lines)")
+    judge: dict[str, Any] = Field(description="judge config: type + that judge's options")
+    limit: int | None = Field(None, ge=1, description="judge only the first N records")
+
+
+def stats_path(output: str | Path) -> Path:
+    """Where a command's statistics go: ``<output stem>.stats.json`` next to the output."""
+    p = Path(output)
+    return p.with_name(f"{p.stem}.stats.json")
+
+
+def write_stats(output: str | Path, stats: dict[str, Any]) -> Path:
+    from selfalign.data.io import atomic_output
+
+    path = stats_path(output)
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(stats, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def stats_table(stats: dict[str, Any], title: str) -> Table:
+    """Two-column rich table; nested dicts (histograms) on one line, floats to 4 digits."""
+    table = Table(title=title)
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            text = "  ".join(f"{k}:{v:.4g}" if isinstance(v, float) else f"{k}:{v}" for k, v in value.items()) or "-"
+        elif isinstance(value, float):
+            text = f"{value:.4g}"
+        elif value is None:
+            text = "-"
+        else:
+            text = str(value)
+        table.add_row(key, text)
+    return table
+
+
+def check_candidates(path: str | Path, kind: str, limit: int | None = None) -> list[dict]:
+    """Read records, checking each has a prompt and a ``responses`` list (file:line errors)."""
+    from selfalign.data.io import iter_records
+    from selfalign.errors import DataError
+
+    out = []
+    for line, rec, file in iter_records(path):
+        if "prompt" not in rec:
+            raise DataError("missing key", file, line, "prompt")
+        resps = rec.get("responses")
+        if not isinstance(resps, list):
+            raise DataError("expected a list of responses (run `selfalign generate` first)", file, line,
+                            "responses")
+        for k, r in enumerate(resps):
+            if not (isinstance(r, str) or (isinstance(r, dict) and isinstance(r.get("text"), str))):
+                raise DataError("a response must be a string or have a 'text' string", file, line,
+                                f"responses[{k}]")
+            if kind == "meta" and not (isinstance(r, dict) and isinstance(r.get("judgements"), list)):
+                raise DataError("the meta-judge needs scored records with judgements (run a rubric "
+                                "judge in sample mode first)", file, line, f"responses[{k}].judgements")
+        out.append(rec)
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def judge(args: list[str] = _ARGS):
+    """Score candidates with a judge; print parse-failure rate, score histogram, tie rate (and
+    position consistency for pairwise judges), and write them to <output>.stats.json.
+
+    Example: selfalign judge input=candidates.jsonl output=scored.jsonl judge.type=rubric judge.model=smollm2-135m judge.mode=expected
+    """
+    from selfalign.config import load_config, split_config_args
+    from selfalign.data.io import write_jsonl
+    from selfalign.judges import build_judge, parse_judge_config
+
+    path, overrides = split_config_args(list(args or []))
+    cfg = load_config(JudgeCommandConfig, path, overrides)
+    jcfg = parse_judge_config(cfg.judge, source=path or "")
+    records = check_candidates(cfg.input, jcfg.type, cfg.limit)
+    j = build_judge(jcfg)
+    t0 = time.perf_counter()
+    out = j.score_records(records)
+    seconds = time.perf_counter() - t0
+    write_jsonl(cfg.output, out)
+    stats = {**j.stats(), "seconds": seconds, "output_kind": j.output_kind}
+    where = write_stats(cfg.output, stats)
+    Console(stderr=True).print(stats_table(stats, f"judge {j.name}: {cfg.input} → {cfg.output}"))
+    typer.echo(f"{cfg.output}  (statistics: {where})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("judge")(judge)
