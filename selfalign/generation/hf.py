@@ -85,29 +85,39 @@ class RowSampler(LogitsProcessor):
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
 
+    # candidates examined before falling back to a full sort for top-p (exact either way)
+    nucleus_candidates = 256
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         x = scores.float() / self.temperature
         vocab = x.shape[-1]
-        if 0 < self.top_k < vocab:
-            kth = torch.topk(x, self.top_k, dim=-1).values[:, -1:]
-            x = x.masked_fill(x < kth, float("-inf"))
-        probs = torch.softmax(x, dim=-1)
-        order = None
-        if self.top_p < 1.0:
-            probs, order = probs.sort(dim=-1, descending=True)
-            before = probs.cumsum(-1) - probs  # mass strictly before each token
-            probs = probs.masked_fill(before >= self.top_p, 0.0)
-        u = torch.tensor([torch.rand((), generator=g).item() for g in self.gens], dtype=probs.dtype)
-        cdf = probs.cumsum(-1)
-        target = (u * cdf[:, -1]).unsqueeze(1).to(cdf.device)
-        idx = torch.searchsorted(cdf, target, right=True)
-        # guard against rounding at the top end: never step past the last token with mass
-        last_nz = vocab - 1 - torch.argmax(torch.flip(probs > 0, dims=[-1]).int(), dim=-1, keepdim=True)
-        idx = torch.minimum(idx, last_nz)
-        if order is not None:
-            idx = order.gather(-1, idx)
+        u = torch.tensor([torch.rand((), generator=g).item() for g in self.gens], dtype=torch.float32,
+                         device=x.device).unsqueeze(1)
+        k = self.top_k if 0 < self.top_k < vocab else 0
+        if not k and self.top_p >= 1.0:  # plain temperature sampling over the whole vocabulary
+            probs = torch.softmax(x, dim=-1)
+            cdf = probs.cumsum(-1)
+            idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp(max=vocab - 1)
+            bad = probs.gather(-1, idx) <= 0  # float rounding at the top end: take the mode
+            idx = torch.where(bad, probs.argmax(-1, keepdim=True), idx)
+        else:
+            # work on the sorted top candidates: top-k, or enough tokens to hold the top-p nucleus
+            lse = torch.logsumexp(x, -1, keepdim=True)
+            vals, order = torch.topk(x, k or min(vocab, self.nucleus_candidates), dim=-1)
+            if k:
+                lse = torch.logsumexp(vals, -1, keepdim=True)  # top-k renormalises first
+            elif bool((torch.exp(vals - lse).sum(-1) < self.top_p).any()):
+                vals, order = torch.sort(x, dim=-1, descending=True)  # nucleus wider than candidates
+            probs = torch.exp(vals - lse)
+            if self.top_p < 1.0:
+                before = probs.cumsum(-1) - probs  # mass strictly before each token
+                probs = probs.masked_fill(before >= self.top_p, 0.0)
+            cdf = probs.cumsum(-1)
+            pos = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp(max=probs.shape[-1] - 1)
+            pos = torch.where(probs.gather(-1, pos) <= 0, torch.zeros_like(pos), pos)
+            idx = order.gather(-1, pos)
         out = torch.full_like(scores, float("-inf"))
-        out.scatter_(1, idx.to(scores.device), 0.0)
+        out.scatter_(1, idx, 0.0)
         return out
 
 

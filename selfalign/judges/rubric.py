@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -119,8 +120,12 @@ def expected_score(logprobs: Any, values: list[int]) -> tuple[float, float, floa
 class RubricJudge(Judge):
     """Grades every response of every record with the rubric (see the module docstring)."""
 
-    def __init__(self, cfg: RubricJudgeConfig, model: Any, tokenizer: Any):
+    def __init__(self, cfg: RubricJudgeConfig, model: Any = None, tokenizer: Any = None,
+                 generate_fn: Callable[[list[str], list[str]], list[list[str]]] | None = None):
+        """``generate_fn(judge_prompts, keys) -> num_evals texts per prompt`` replaces the model's
+        sampling in ``sample`` mode (tests, or an external engine)."""
         super().__init__(cfg)
+        self._generate_fn = generate_fn
         self.cfg: RubricJudgeConfig = cfg
         self.model, self.tokenizer = model, tokenizer
         self.template = load_template(cfg.template, ("{prompt}", "{response}"))
@@ -161,6 +166,9 @@ class RubricJudge(Judge):
         from selfalign.utils.progress import Bar
 
         cfg = self.cfg
+        if self._generate_fn is not None:
+            outs = [[{"text": t, "finish": "stop"} for t in samples] for samples in self._generate_fn(texts, keys)]
+            return self._parse_samples(outs)
         engine = HFEngine(self.model, self.tokenizer, batch_size=cfg.batch_size)
         params = SamplingParams(num_samples=cfg.num_evals, temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
@@ -172,6 +180,10 @@ class RubricJudge(Judge):
                 last[0] = done
 
             outs = engine.generate(texts, params, keys=keys, on_progress=progress)
+        return self._parse_samples(outs)
+
+    def _parse_samples(self, outs: list[list[dict]]) -> list[list[dict]]:
+        cfg = self.cfg
         judged = []
         for samples in outs:
             js = []
