@@ -164,7 +164,7 @@ class Run:
               ) -> StageResult:
         """Run ``fn(stage)`` unless a finished, up-to-date result exists; return the result."""
         sdir = self.stage_dir(name, round, step)
-        inputs = {k: Path(v) for k, v in (inputs or {}).items()}
+        inputs = {k: Path(v) for k, v in (inputs or {}).items() if v is not None}
         in_hashes = {k: self._input_hash(v) for k, v in inputs.items()}
         cfg_dict = (config.model_dump(mode="json") if isinstance(config, BaseModel) else (config or {}))
         chash = config_hash(cfg_dict)

@@ -85,7 +85,8 @@ def collect(run_dir: Path) -> dict:
                                        if x.get("score") is not None]
             mm = m.get("metrics", {})
             data["rates"].setdefault(r, {}).update(
-                {k: mm[k] for k in ("parse_failure_rate", "tie_rate", "bad_ends_frac") if k in mm})
+                {k: mm[k] for k in ("parse_failure_rate", "tie_rate", "bad_ends_frac",
+                                    "judge_check_agreement") if k in mm})
         elif kind == "pair":
             p = _output(m)
             pairs = _load_jsonl(p) if p else []
@@ -212,7 +213,7 @@ def _validation_plot(validation: list[dict]) -> str | None:
     import matplotlib.pyplot as plt
 
     keys = [k for k in ("verifiable_pass_rate", "check_pass_rate", "self_judge_mean", "win_rate_vs_m0",
-                        "judge_check_agreement") if any(k in v for v in validation)]
+                        "judge_check_correlation") if any(k in v for v in validation)]
     if not keys:
         return None
     fig, ax = plt.subplots(figsize=(7, 3.2))

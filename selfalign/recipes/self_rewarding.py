@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,15 +119,23 @@ def _judge_cfg(cfg: dict, policy: Path, base: Path) -> dict:
     return out
 
 
-def _dpo_config(cfg: SelfRewardingConfig, t: int, model: Path, pairs: Path, out: Path):
+def _section(model_cls, key: str, data: dict, source: str = ""):
+    """Validate ``data`` as section ``key`` so errors name the full key path (``train.x``)."""
+    from pydantic import create_model
+
+    from selfalign.config import validate
+
+    wrapper = create_model(f"_{key}", __base__=StrictModel, **{key: (model_cls, ...)})
+    return getattr(validate(wrapper, {key: data}, source), key)
+
+
+def _dpo_config(cfg: SelfRewardingConfig, t: int, model: Path, pairs: Path, out: Path, source: str = ""):
     from selfalign.train.config import DPOConfig
 
     data = {"seed": cfg.seed, "dtype": cfg.dtype, **cfg.train, "model": str(model),
             "train_file": str(pairs), "output_dir": str(out), "beta": per_iteration(cfg.beta, t - 1),
             "resume": True}
-    from selfalign.config import validate
-
-    return validate(DPOConfig, data, "train")
+    return _section(DPOConfig, "train", data, source)
 
 
 def _sample_prompts(records: list[dict], n: int | None, seed: int, t: int) -> list[dict]:
@@ -141,17 +150,34 @@ def _model_dir(result) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ stages
-def stage_generate(st: Stage, cfg: SelfRewardingConfig, model: Path, prompts: list[dict]) -> dict:
-    from selfalign.generation import generate_to_file
+def _generate(model: Path, records: list[dict], out: Path, *, num_samples: int, temperature: float,
+              max_new_tokens: int, batch_size: int, seed: int, dtype: str, top_p: float = 1.0,
+              top_k: int = 0) -> dict:
+    """Sample with the batched HF engine into ``out`` (sharded, so a killed stage keeps its shards)."""
+    import time
 
-    out = st.output("data", "data.jsonl")
+    from selfalign.generation import (
+        EngineConfig,
+        SamplingParams,
+        build_engine,
+        generate_records,
+        generation_summary,
+    )
+
+    engine = build_engine(EngineConfig(model=str(model), batch_size=batch_size, dtype=dtype))
+    params = SamplingParams(num_samples=num_samples, temperature=temperature, top_p=top_p, top_k=top_k,
+                            max_new_tokens=max_new_tokens, seed=seed)
+    t0 = time.perf_counter()
+    recs = generate_records(engine, records, params, out, shard_size=32, overwrite=True)
+    return generation_summary(recs, time.perf_counter() - t0)
+
+
+def stage_generate(st: Stage, cfg: SelfRewardingConfig, model: Path, prompts: list[dict]) -> dict:
     g = cfg.generate
-    stats = generate_to_file(
-        model=model, records=prompts, output=out, shard_dir=st.dir / "shards",
-        num_samples=g.num_samples, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
-        max_new_tokens=g.max_new_tokens, batch_size=g.batch_size, seed=cfg.seed + st.round,
-        dtype=cfg.dtype)
-    return stats
+    return _generate(model, prompts, st.output("data", "data.jsonl"), num_samples=g.num_samples,
+                     temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
+                     max_new_tokens=g.max_new_tokens, batch_size=g.batch_size,
+                     seed=cfg.seed * 100 + st.round, dtype=cfg.dtype)
 
 
 def stage_judge(st: Stage, cfg: SelfRewardingConfig, candidates: Path, policy: Path, base: Path) -> dict:
@@ -163,10 +189,14 @@ def stage_judge(st: Stage, cfg: SelfRewardingConfig, candidates: Path, policy: P
     write_jsonl(st.output("data", "data.jsonl"), scored)
     s = judge.stats()
     _print_judge_stats(s)
+    from selfalign.eval.verifiable import judge_agreement_from_records
+
+    agree = judge_agreement_from_records(scored)
     n_resp = sum(len(r["responses"]) for r in records)
     bad_ends = sum(1 for r in records for x in r["responses"] if x.get("finish") != "stop")
     return {**{k: v for k, v in s.items() if isinstance(v, (int, float)) or v is None},
-            "bad_ends_frac": bad_ends / max(n_resp, 1)}
+            "bad_ends_frac": bad_ends / max(n_resp, 1),
+            "judge_check_agreement": agree.get("agreement"), "judge_check_pairs": agree.get("pairs")}
 
 
 def stage_pair(st: Stage, cfg: SelfRewardingConfig, scored: Path, policy: Path) -> dict:
@@ -214,9 +244,8 @@ def stage_pair(st: Stage, cfg: SelfRewardingConfig, scored: Path, policy: Path) 
 def stage_train(st: Stage, cfg: SelfRewardingConfig, pairs: Path, policy: Path) -> dict:
     from selfalign.train.dpo import train_dpo
 
-    out = st.dir / "model"
-    st.output("model", "model")
-    dcfg = _dpo_config(cfg, st.round, policy, pairs, out)
+    st.output("model", "model")  # the trainer writes st.dir/model and st.dir/checkpoints
+    dcfg = _dpo_config(cfg, st.round, policy, pairs, st.dir)
     final = train_dpo(dcfg, metrics=st.logger(echo_every=0))
     return {k: v for k, v in (final or {}).items() if isinstance(v, (int, float))}
 
@@ -226,10 +255,9 @@ def stage_sft(st: Stage, cfg: SelfRewardingConfig, data: Path, model: Path) -> d
     from selfalign.train.config import SFTConfig
     from selfalign.train.sft import train_sft
 
-    out = st.dir / "model"
     st.output("model", "model")
     scfg = validate(SFTConfig, {"seed": cfg.seed, "dtype": cfg.dtype, **cfg.sft, "model": str(model),
-                                "train_file": str(data), "output_dir": str(out), "resume": True}, "sft")
+                                "train_file": str(data), "output_dir": str(st.dir), "resume": True}, "sft")
     final = train_sft(scfg, metrics=st.logger())
     return {k: v for k, v in (final or {}).items() if isinstance(v, (int, float))}
 
@@ -237,32 +265,37 @@ def stage_sft(st: Stage, cfg: SelfRewardingConfig, data: Path, model: Path) -> d
 def stage_validate(st: Stage, cfg: SelfRewardingConfig, model: Path, base: Path, heldout: Path,
                    base_answers: Path | None) -> dict:
     """Greedy held-out answers of ``model``; pass rate, self-judge score, win rate vs M_0."""
-    from selfalign.eval.verifiable import judge_agreement, pass_rate
-    from selfalign.generation import generate_to_file
+    from selfalign.eval.verifiable import pass_rate, pearson
     from selfalign.judges import build_judge
+    from selfalign.judges.checks import has_checks, run_checks
 
     v = cfg.validation
     prompts = read_records(heldout)
     if v.max_prompts:
         prompts = prompts[: v.max_prompts]
     answers = st.dir / "answers.jsonl"
-    generate_to_file(model=model, records=prompts, output=answers, shard_dir=st.dir / "shards",
-                     num_samples=1, temperature=0.0, max_new_tokens=v.max_new_tokens,
-                     batch_size=v.batch_size, seed=cfg.seed, dtype=cfg.dtype)
+    _generate(model, prompts, answers, num_samples=1, temperature=0.0, max_new_tokens=v.max_new_tokens,
+              batch_size=v.batch_size, seed=cfg.seed, dtype=cfg.dtype)
     records = read_records(answers)
     metrics: dict[str, Any] = {}
     pr = pass_rate(records)
-    metrics["verifiable_pass_rate"] = pr.get("strict_pass_rate")
-    metrics["check_pass_rate"] = pr.get("check_pass_rate")
+    metrics["verifiable_pass_rate"] = pr.get("strict")
+    metrics["check_pass_rate"] = pr.get("loose")
+    metrics["verifiable_prompts"] = pr.get("prompts")
     if v.self_judge:
         judge = build_judge({"type": "rubric", "mode": "expected", "model": str(model)})
         records = judge.score_records(records)
         scores = [r["responses"][0].get("score") for r in records]
         valid = [s for s in scores if s is not None]
         metrics["self_judge_mean"] = sum(valid) / len(valid) if valid else None
-        agree = judge_agreement(records)
-        metrics["judge_check_agreement"] = agree.get("agreement")
-        metrics["judge_check_correlation"] = agree.get("correlation")
+        # does the self-judge's score track the programmatic checks? (pooled over held-out answers)
+        xs, ys = [], []
+        for r in records:
+            s0 = r["responses"][0].get("score")
+            if s0 is not None and has_checks(r.get("meta")):
+                xs.append(s0)
+                ys.append(run_checks(r["responses"][0]["text"], r["meta"]).fraction or 0.0)
+        metrics["judge_check_correlation"] = pearson(xs, ys) if len(xs) >= 2 else None
     if v.win_rate_judge and base_answers is not None and Path(base_answers).exists():
         base_recs = {r["id"]: r for r in read_records(base_answers)}
         pairs = [{**r, "responses": [r["responses"][0], base_recs[r["id"]]["responses"][0]]}
@@ -314,26 +347,24 @@ def run_recipe(cfg: SelfRewardingConfig) -> Run:
     for t in range(1, cfg.iterations + 1):
         console.rule(f"[bold magenta]iteration {t}/{cfg.iterations}")
         prompts = _sample_prompts(prompts_all, cfg.prompts_per_iteration, cfg.seed, t)
-        gen = run.stage("generate", t, 1, lambda st: stage_generate(st, cfg, policy, prompts),
+        gen = run.stage("generate", t, 1, partial(stage_generate, cfg=cfg, model=policy, prompts=prompts),
                         inputs={"model": policy, "prompts": cfg.prompts_file},
                         config={**cfg.generate.model_dump(), "n": cfg.prompts_per_iteration, "seed": cfg.seed})
-        cur = policy
-        jud = run.stage("judge", t, 2, lambda st: stage_judge(st, cfg, gen.outputs["data"], cur, m0),
-                        inputs={"candidates": gen.outputs["data"], "model": policy},
-                        config=cfg.judge)
-        par = run.stage("pair", t, 3, lambda st: stage_pair(st, cfg, jud.outputs["data"], cur),
+        jud = run.stage("judge", t, 2, partial(stage_judge, cfg=cfg, candidates=gen.outputs["data"],
+                                               policy=policy, base=m0),
+                        inputs={"candidates": gen.outputs["data"], "model": policy}, config=cfg.judge)
+        par = run.stage("pair", t, 3, partial(stage_pair, cfg=cfg, scored=jud.outputs["data"], policy=policy),
                         inputs={"scored": jud.outputs["data"]},
                         config={**cfg.pairs.model_dump(), **cfg.meta_judge.model_dump(), "t": t})
-        tr = run.stage("train", t, 4, lambda st: stage_train(st, cfg, par.outputs["data"], cur),
+        tr = run.stage("train", t, 4, partial(stage_train, cfg=cfg, pairs=par.outputs["data"], policy=policy),
                        inputs={"pairs": par.outputs["data"], "model": policy},
                        config={**cfg.train, "beta": per_iteration(cfg.beta, t - 1), "seed": cfg.seed,
                                "dtype": cfg.dtype})
         policy = _model_dir(tr)
         if cfg.validation.enabled and cfg.heldout_file:
-            new = policy
-            run.stage("validate", t, 5, lambda st: stage_validate(st, cfg, new, m0, Path(cfg.heldout_file),
-                                                                  base_answers),
-                      inputs={"model": new, "heldout": cfg.heldout_file, "base": base_answers},
+            run.stage("validate", t, 5, partial(stage_validate, cfg=cfg, model=policy, base=m0,
+                                                heldout=Path(cfg.heldout_file), base_answers=base_answers),
+                      inputs={"model": policy, "heldout": cfg.heldout_file, "base": base_answers},
                       config={**val_cfg, "seed": cfg.seed})
     return run
 
@@ -369,7 +400,7 @@ def summary(run: Run) -> None:
         r = rows.setdefault(m["round"], {})
         mm = m.get("metrics", {})
         if m["stage"] == "validate":
-            for k in ("verifiable_pass_rate", "self_judge_mean", "win_rate_vs_m0", "judge_check_agreement"):
+            for k in ("verifiable_pass_rate", "self_judge_mean", "win_rate_vs_m0", "judge_check_correlation"):
                 r[k] = mm.get(k)
         elif m["stage"] == "pair":
             for k in ("pairs", "bad_samples_frac", "chosen_score_mean", "rejected_score_mean",
@@ -378,6 +409,7 @@ def summary(run: Run) -> None:
                     r[k] = mm.get(k)
         elif m["stage"] == "judge":
             r["parse_failure_rate"] = mm.get("parse_failure_rate")
+            r["judge_check_agreement"] = mm.get("judge_check_agreement")
         elif m["stage"] == "train":
             r["train_acc"] = mm.get("acc")
     cols = list(dict.fromkeys(k for r in rows.values() for k in r))
@@ -391,9 +423,29 @@ def summary(run: Run) -> None:
     console.print(table)
 
 
+def check_config(cfg: SelfRewardingConfig, source: str = "") -> None:
+    """Validate the nested trainer and judge sections before any work (unknown keys → exit 2)."""
+    from selfalign.judges.base import parse_judge_config
+
+    for t in range(1, cfg.iterations + 1):
+        _dpo_config(cfg, t, Path("."), Path("."), Path("."), source)
+    if cfg.first_iteration_sft:
+        from selfalign.train.config import SFTConfig
+
+        _section(SFTConfig, "sft", {**cfg.sft, "model": ".", "train_file": ".", "output_dir": "."}, source)
+    parse_judge_config(_judge_cfg(cfg.judge, Path("."), Path(".")), source, key="judge")
+    if cfg.validation.win_rate_judge:
+        parse_judge_config(_judge_cfg(cfg.validation.win_rate_judge, Path("."), Path(".")), source,
+                           key="validation.win_rate_judge")
+    for f in (cfg.prompts_file, cfg.heldout_file, cfg.sft_file):
+        if f and not Path(f).is_file():
+            raise ConfigError(f"{source}: {f}: file not found")
+
+
 def main(path: str, overrides: list[str]) -> Run:
     cfg = load_config(SelfRewardingConfig, path, overrides)
-    _dpo_config(cfg, 1, Path("."), Path("."), Path("."))  # unknown train.* keys fail before any work
+    check_config(cfg, path)
+    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
     run = run_recipe(cfg)
     summary(run)
     from selfalign.report import write_report

@@ -1,0 +1,108 @@
+"""End to end: the self-rewarding recipe on a tiny model, 2 iterations, killed and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+PROMPTS = [
+    {"id": f"p{i}", "prompt": text, "meta": {"checks": checks}}
+    for i, (text, checks) in enumerate([
+        ("Say hello in all lowercase.", [{"type": "lowercase"}]),
+        ("Name a fruit. Use no commas.", [{"type": "no_commas"}]),
+        ("Describe rain in under 10 words.", [{"type": "max_words", "n": 10}]),
+        ("Mention the word 'sun'.", [{"type": "include_keywords", "keywords": ["sun"]}]),
+        ("Write one short line about cats.", [{"type": "max_words", "n": 12}]),
+        ("Give a color in lowercase.", [{"type": "lowercase"}]),
+    ])
+]
+
+
+def _write(tmp_path: Path, tiny_model: Path, judge: dict, extra: dict | None = None) -> Path:
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS))
+    held = tmp_path / "heldout.jsonl"
+    held.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS[:3]))
+    cfg = {
+        "recipe": "self_rewarding", "name": "e2e", "output_root": str(tmp_path / "runs"),
+        "model": str(tiny_model), "seed": 0, "iterations": 2, "prompts_file": str(data),
+        "heldout_file": str(held),
+        "generate": {"num_samples": 3, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8,
+                     "batch_size": 16},
+        "judge": judge,
+        "pairs": {"strategy": "max_min", "include_unfinished": True},
+        "beta": [0.1, 0.05],
+        "train": {"learning_rate": 1e-3, "per_device_batch_size": 2, "max_length": 96, "save_steps": 1},
+        "validation": {"max_new_tokens": 8, "win_rate_judge": {"type": "rubric", "mode": "expected",
+                                                               "model": "base"}},
+        **(extra or {}),
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _selfalign(*args, **kw):
+    env = {**os.environ, "SELFALIGN_NO_PROGRESS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "selfalign", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_self_rewarding_kill_and_resume(tmp_path, tiny_model):
+    cfg = _write(tmp_path, tiny_model, {"type": "rubric", "model": "self", "mode": "expected"})
+    run_dir = tmp_path / "runs" / "e2e"
+    # first attempt: killed (SIGKILL) as soon as iteration 1's training has finished
+    p = _selfalign("run", str(cfg))
+    marker = run_dir / "r1s4-train" / "manifest.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if marker.exists() and json.loads(marker.read_text()).get("status") == "done":
+            p.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    p.wait(timeout=60)
+    assert p.returncode == -signal.SIGKILL, p.stdout.read()
+    assert not (run_dir / "r2s4-train" / "manifest.json").exists()
+    before = {d.name: json.loads((d / "manifest.json").read_text())
+              for d in run_dir.iterdir() if (d / "manifest.json").exists()}
+    # the same command again: continues, never redoes finished stages
+    p = _selfalign("run", str(cfg))
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    after = {d.name: json.loads((d / "manifest.json").read_text())
+             for d in run_dir.iterdir() if (d / "manifest.json").exists()}
+    for name, man in before.items():
+        if man["status"] == "done":
+            assert after[name]["finished"] == man["finished"] and after[name]["attempts"] == 1, name
+            assert f"{name}: done earlier" in out
+    expected = {"r0s2-validate", "r1s1-generate", "r1s2-judge", "r1s3-pair", "r1s4-train", "r1s5-validate",
+                "r2s1-generate", "r2s2-judge", "r2s3-pair", "r2s4-train", "r2s5-validate"}
+    assert expected <= set(after) and all(after[n]["status"] == "done" for n in expected)
+    # metrics with the names users expect, per step
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [x for x in lines if x["stage"] == "r2s4-train"]
+    assert train and {"loss", "preference_loss", "acc", "rewards_chosen_mean", "grad_norm", "lr"} <= set(train[-1])
+    val = after["r2s5-validate"]["metrics"]
+    assert 0.0 <= val["verifiable_pass_rate"] <= 1.0 and val["win_rate_n"] == 3
+    assert (run_dir / "report.html").is_file() and "data:image/png;base64" in (run_dir / "report.html").read_text()
+    assert "selfalign run summary" in out
+    # the model of iteration 2 loads
+    from selfalign.models.load import load_causal_lm
+
+    load_causal_lm(run_dir / "r2s4-train" / "model")
+
+
+def test_programmatic_judge_and_unknown_key(tmp_path, tiny_model):
+    cfg = _write(tmp_path, tiny_model, {"type": "function", "function": "verifiable"},
+                 {"iterations": 1, "validation": {"enabled": False}})
+    p = _selfalign("run", str(cfg), "train.learnin_rate=1e-4")
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 2 and "train.learning_rate" in out
+    assert not (tmp_path / "runs" / "e2e").exists()
