@@ -161,6 +161,9 @@ class MetaJudgeConfig(JudgeConfig):
         return v
 
 
+_COUNTS = ("skipped_no_disagreement", "dropped_elo_tie", "dropped_unparsed_score", "dropped_equal_scores",
+           "meta_pairs_before_balance", "dropped_balance", "meta_pairs")
+
 # texts -> generated answers; injectable for tests
 GenerateFn = Callable[[list[str], list[str]], list[str]]
 
@@ -181,7 +184,7 @@ class MetaJudge(Judge):
         self.score_rx = re.compile(cfg.score_regex, re.IGNORECASE)
         self.winner_rx = re.compile(cfg.winner_regex, re.IGNORECASE)
         self._generate_fn = generate_fn
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter({k: 0 for k in _COUNTS})
 
     @classmethod
     def from_config(cls, cfg: MetaJudgeConfig, *, model: Any = None, tokenizer: Any = None) -> MetaJudge:
@@ -196,7 +199,7 @@ class MetaJudge(Judge):
 
     def reset_stats(self) -> None:
         super().reset_stats()
-        self.counts = Counter()
+        self.counts = Counter({k: 0 for k in _COUNTS})
 
     # ------------------------------------------------------------------------------------ pieces
     def judge_prompt(self, prompt: Any, response: Any) -> str:
