@@ -11,6 +11,7 @@ from selfalign.train.losses import (
     LOSS_TYPES,
     bradley_terry_loss,
     dpo_loss,
+    next_token_targets,
     sequence_logps,
     sft_loss,
     shift_for_causal_lm,
@@ -199,3 +200,15 @@ def test_bradley_terry_hand_computed():
     torch.testing.assert_close(bradley_terry_loss(rc, rr), want0, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(bradley_terry_loss(rc, rr, 0.5), torch.tensor(
         [-math.log(_sig(a - b - 0.5)) for a, b in zip(rc.tolist(), rr.tolist())]), atol=1e-6, rtol=1e-6)
+
+
+def test_next_token_targets_equal_shifted_logits():
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randn(2, 6, 9, generator=g)
+    ids = torch.randint(0, 9, (2, 6), generator=g)
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [0, 1, 1, 1, 0, 0]])
+    labels, m = next_token_targets(ids, mask)
+    assert labels.shape == ids.shape and m[:, -1].tolist() == [0, 0]
+    whole = sequence_logps(logits, labels, m)
+    sliced = sequence_logps(*shift_for_causal_lm(logits, ids, mask))
+    torch.testing.assert_close(whole, sliced)

@@ -5,7 +5,8 @@ Conventions used throughout:
 * ``B`` = batch size, ``T`` = sequence length, ``V`` = vocabulary size.
 * **Labels are already aligned with the logits**: ``labels[b, t]`` is the token that
   ``logits[b, t]`` predicts. For a causal LM whose ``logits`` come from ``input_ids`` use
-  :func:`shift_for_causal_lm` (``logits[:, :-1]`` predicts ``input_ids[:, 1:]``).
+  :func:`shift_for_causal_lm` (``logits[:, :-1]`` predicts ``input_ids[:, 1:]``) or
+  :func:`next_token_targets` (same targets, shifted labels instead of sliced logits).
 * ``mask[b, t]`` is 1 for tokens that count (completion tokens), 0 elsewhere (prompt, padding);
   labels under a 0 mask may hold anything (e.g. ``-100``).
 * Pairwise losses return **per-example** losses (shape ``[B]``), never reduced, so the caller
@@ -31,6 +32,18 @@ def shift_for_causal_lm(logits: torch.Tensor, input_ids: torch.Tensor, mask: tor
     input_ids[:, 1:], mask[:, 1:])`` — views, no copies.
     """
     return logits[:, :-1], input_ids[:, 1:], mask[:, 1:]
+
+
+def next_token_targets(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets aligned with the *unsliced* logits of a causal LM: ``labels[:, t] = input_ids[:, t+1]``.
+
+    Shapes: ``input_ids``/``mask`` [B, T] → ``(labels, mask)`` [B, T], where the last position gets
+    label 0 and mask 0. Equivalent to :func:`shift_for_causal_lm` but keeps ``logits`` whole, which
+    avoids autograd materialising a zero-filled ``[B, T, V]`` gradient for the slice.
+    """
+    labels = torch.cat([input_ids[:, 1:], torch.zeros_like(input_ids[:, :1])], dim=1)
+    mask = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    return labels, mask
 
 
 def _chunk_len(batch: int, vocab: int, budget: int) -> int:
@@ -63,15 +76,19 @@ class _LabelLogProb(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         logits, labels = ctx.saved_tensors
         B, T, V = logits.shape
-        grad = torch.empty_like(logits)
         acc = torch.promote_types(logits.dtype, torch.float32)
         step = _chunk_len(B, V, ctx.budget)
+        grad = None
         for s in range(0, T, step):
             chunk = logits[:, s:s + step].to(acc)
             g = grad_out[:, s:s + step, None].to(acc)
             local = torch.softmax(chunk, dim=-1).mul_(-g)
             local.scatter_add_(-1, labels[:, s:s + step, None], g)
-            grad[:, s:s + step] = local.to(grad.dtype)
+            if step >= T and local.dtype == logits.dtype:
+                return local, None, None  # one chunk: no extra copy
+            if grad is None:
+                grad = torch.empty_like(logits)
+            grad[:, s:s + step] = local
         return grad, None, None
 
 

@@ -1,0 +1,174 @@
+"""Checkpoints that let an interrupted run end with the same weights as an uninterrupted one.
+
+Layout of ``output_dir/checkpoints/step-00000012/``::
+
+    weights.safetensors   trainable parameters (all weights, or LoRA adapters + trained heads)
+    optimizer.pt          optimizer state dict     (torch.save; read back with weights_only=True)
+    scheduler.pt          LR scheduler state dict  (same)
+    rng.safetensors       torch CPU (and CUDA) generator states
+    state.json            step, epoch, batches consumed in the epoch, python/numpy RNG states, extras
+
+A checkpoint is written into a hidden temporary folder and renamed when complete, so a crash while
+saving leaves either the previous checkpoints or a stray ``.tmp-*`` folder (ignored and cleaned up),
+never a half-written ``step-*``. Only the newest ``keep`` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+_NAME = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainState:
+    """Where training is: optimizer steps done, current epoch, global batches consumed in it."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable parameters by name (shared/tied parameters appear once), detached CPU copies."""
+    return {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy saved trainable parameters back into ``model`` (names must match exactly)."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(set(params) - set(tensors))
+    unexpected = sorted(set(tensors) - set(params))
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(tensors[n].to(device=p.device, dtype=p.dtype))
+
+
+def rng_state() -> tuple[dict, dict[str, torch.Tensor]]:
+    """(JSON-able python/numpy states, torch generator states as tensors)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    js = {"python": [version, list(internal), gauss],
+          "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda{i}"] = s
+    return js, tensors
+
+
+def set_rng_state(js: dict, tensors: dict[str, torch.Tensor]) -> None:
+    version, internal, gauss = js["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = js["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda"))]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+
+
+def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root`` as ``(step, path)``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        m = _NAME.match(p.name)
+        if m and p.is_dir() and (p / "state.json").is_file():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1][1] if found else None
+
+
+def save_checkpoint(root: str | Path, model: torch.nn.Module, optimizer, scheduler, state: TrainState,
+                    keep: int = 2) -> Path:
+    """Write a checkpoint for ``state.step`` atomically and prune old ones; returns its folder."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{state.step:08d}"
+    tmp = root / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        save_file(trainable_state(model), str(tmp / "weights.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        js, tensors = rng_state()
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "rng.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({**asdict(state), "rng": js}), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for _, old in list_checkpoints(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stray in root.glob(".tmp-step-*"):  # left by a crash during an earlier save
+        shutil.rmtree(stray, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, scheduler) -> TrainState:
+    """Restore weights, optimizer, scheduler and RNG states from ``path``; returns the train state."""
+    path = Path(path)
+    load_trainable_state(model, load_file(str(path / "weights.safetensors")))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    data = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    set_rng_state(data.pop("rng"), load_file(str(path / "rng.safetensors")))
+    return TrainState(**data)
+
+
+def save_model_folder(model: torch.nn.Module, tokenizer, path: str | Path, adapter_only: bool = False) -> Path:
+    """Write the final model as a standard HF folder at ``path`` (atomically) and return it.
+
+    LoRA adapters are merged into the base weights unless ``adapter_only`` (then the folder is a
+    peft adapter folder, which :func:`selfalign.models.load.load_causal_lm` also loads). The
+    tokenizer is saved alongside. ``model`` may be a causal LM or a
+    :class:`~selfalign.models.heads.RewardModel`.
+    """
+    from selfalign.models.heads import RewardModel
+    from selfalign.models.lora import is_peft, merge_lora
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inner = model.hf if isinstance(model, RewardModel) else model
+    if is_peft(inner) and not adapter_only:
+        inner = merge_lora(inner)
+        if isinstance(model, RewardModel):
+            model.hf = inner
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        inner.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path

@@ -1,0 +1,316 @@
+"""The one training loop behind ``selfalign train sft|rm|dpo``.
+
+An :class:`Objective` turns a list of examples into a batch and a batch into a *summed* loss;
+the loop does everything else::
+
+    for each global batch (seeded, length-grouped order; see data.batch_plan):
+        count = objective.weight(global batch)          # pairs (DPO/RM) or target tokens (SFT)
+        for each micro-batch of this process:           # gradient accumulation
+            loss_sum, stats = objective.loss(model, batch)
+            backward(loss_sum × processes / count)      # = mean over the whole global batch
+        clip gradients; AdamW step; LR schedule step
+        log / validate / checkpoint
+
+Normalising by the global count (not per micro-batch) makes ``batch 8 × accumulation 1`` and
+``batch 1 × accumulation 8`` the same optimisation. AdamW decays every weight except biases and
+norm weights (1-D parameters). Devices and processes come from accelerate's ``Accelerator``; each
+process takes its own slice of every global batch, so the data order does not depend on the number
+of processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from selfalign.errors import DataError
+from selfalign.train import checkpoint as ckpt
+from selfalign.train.config import TrainConfig
+from selfalign.train.data import batch_plan, micro_batches
+from selfalign.utils.metrics import MetricsLogger
+from selfalign.utils.progress import Bar, console
+
+
+class Objective(Protocol):
+    """What a trainer plugs into the loop."""
+
+    def weight(self, examples: list) -> float:
+        """Normalisation units in ``examples`` (number of pairs, or target tokens)."""
+
+    def collate(self, examples: list) -> dict[str, torch.Tensor]:
+        """Padded tensors for one micro-batch."""
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(sum of per-unit losses, {metric: sum over units})`` for one micro-batch."""
+
+
+# -------------------------------------------------------------------------------------------- setup
+def make_accelerator(cfg: TrainConfig):
+    """An ``Accelerator`` for ``cfg`` (in a single process, earlier settings are forgotten first,
+    so one Python process can run several trainings with different precisions)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Set every dropout probability in ``model`` to 0 (modules and attention-dropout attributes)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(getattr(m, "attention_dropout", None), float):
+            m.attention_dropout = 0.0
+
+
+def prepare_for_training(model: torch.nn.Module, cfg: TrainConfig, lora_task: str = "causal_lm",
+                         modules_to_save: list[str] | None = None) -> torch.nn.Module:
+    """Dropout off (if asked), gradient checkpointing, LoRA adapters (if ``cfg.lora``)."""
+    if cfg.disable_dropout:
+        disable_dropout(model)
+    if getattr(model, "config", None) is not None and hasattr(model.config, "use_cache"):
+        model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora is not None:
+        from selfalign.models.lora import apply_lora
+
+        model = apply_lora(model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules,
+                           task=lora_task, modules_to_save=modules_to_save)
+    return model
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters split into decayed (matrices) and not decayed (biases, norms: ndim < 2)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_scheduler(optimizer, name: str, warmup: int, total: int):
+    from transformers import get_scheduler
+
+    kind = "constant_with_warmup" if name == "constant" else name
+    return get_scheduler(kind, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+
+
+def _to(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _reduce(sums: dict[str, torch.Tensor], accelerator) -> dict[str, float]:
+    """Sum metric tensors over processes and return floats."""
+    if not sums:
+        return {}
+    keys = sorted(sums)
+    vec = torch.stack([sums[k].detach().float().reshape(()) for k in keys]).to(accelerator.device)
+    if accelerator.num_processes > 1:
+        vec = accelerator.reduce(vec, reduction="sum")
+    return dict(zip(keys, vec.tolist()))
+
+
+# --------------------------------------------------------------------------------------------- eval
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, objective: Objective, examples: list, batch_size: int,
+             accelerator) -> dict[str, float]:
+    """Metrics of ``objective`` over ``examples`` (each normalised by the total weight), no gradients."""
+    if not examples:
+        return {}
+    was = model.training
+    model.eval()
+    mine = examples[accelerator.process_index::accelerator.num_processes]
+    sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=accelerator.device))
+    weight = torch.zeros((), device=accelerator.device)
+    try:
+        order = sorted(range(len(mine)), key=lambda i: -mine[i].length)
+        for s in range(0, len(order), batch_size):
+            part = [mine[i] for i in order[s:s + batch_size]]
+            batch = _to(objective.collate(part), accelerator.device)
+            with accelerator.autocast():
+                _, stats = objective.loss(model, batch)
+            for k, v in stats.items():
+                sums[k] = sums[k] + v.detach().float()
+            weight = weight + float(objective.weight(part))
+    finally:
+        model.train(was)
+    sums["_weight"] = weight
+    total = _reduce(dict(sums), accelerator)
+    w = max(total.pop("_weight"), 1e-12)
+    return {f"eval_{k}": v / w for k, v in total.items()}
+
+
+# --------------------------------------------------------------------------------------------- loop
+def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, train: list, evals: list,
+               accelerator, metrics: MetricsLogger, stage: str) -> tuple[dict[str, float], torch.nn.Module]:
+    """Train ``model`` on ``train`` and return ``(final metrics, unwrapped model)``.
+
+    Resumes from the newest checkpoint in ``output_dir/checkpoints`` when ``cfg.resume``.
+    """
+    world, rank = accelerator.num_processes, accelerator.process_index
+    global_batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * world
+    lengths = [e.length for e in train]
+    drop_last = world > 1  # every process needs the same number of micro-batches
+    steps_per_epoch = len(batch_plan(lengths, global_batch, cfg.seed, 0, cfg.group_by_length, drop_last))
+    if steps_per_epoch == 0:
+        raise DataError(f"{len(train)} training examples are fewer than one global batch "
+                        f"({global_batch} = batch × accumulation × {world} processes)", cfg.train_file)
+    total = cfg.max_steps if cfg.max_steps else steps_per_epoch * cfg.num_epochs
+    warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * total)
+
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
+                                  betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+    scheduler = make_scheduler(optimizer, cfg.lr_scheduler, warmup, total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    ckpt_root = Path(cfg.output_dir) / "checkpoints"
+
+    state = ckpt.TrainState()
+    if cfg.resume:
+        found = ckpt.latest_checkpoint(ckpt_root)
+        if found is not None:
+            state = ckpt.load_checkpoint(found, accelerator.unwrap_model(model), optimizer, scheduler)
+            console.print(f"[green]resuming[/] {stage} from {found} (step {state.step}/{total})")
+
+    last: dict[str, float] = {}
+    window: dict[str, float] = defaultdict(float)
+    window_steps, window_tokens = 0, 0
+    t_window = t_start = time.perf_counter()
+    tokens_start = state.tokens
+    model.train()
+    with Bar(stage, total=total, unit="step") as bar:
+        if state.step:
+            bar.advance(state.step)
+        while state.step < total:
+            plan = batch_plan(lengths, global_batch, cfg.seed, state.epoch, cfg.group_by_length, drop_last)
+            for gb in plan[state.batches_in_epoch:]:
+                count = max(float(objective.weight([train[i] for i in gb])), 1e-12)
+                mbs = micro_batches(gb, lengths, cfg.per_device_batch_size, rank, world)
+                sums: dict[str, torch.Tensor] = {}
+                tokens = 0
+                for k, mb in enumerate(mbs):
+                    examples = [train[i] for i in mb]
+                    tokens += sum(e.num_tokens for e in examples)
+                    batch = _to(objective.collate(examples), accelerator.device)
+                    sync = k == len(mbs) - 1
+                    with accelerator.no_sync(model) if not sync else nullcontext():
+                        with accelerator.autocast():
+                            loss_sum, stats = objective.loss(model, batch)
+                        accelerator.backward(loss_sum * (world / count))
+                    for key, v in stats.items():
+                        sums[key] = sums.get(key, 0) + v.detach().float()
+                if cfg.max_grad_norm:
+                    grad_norm = accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                else:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, float("inf"))
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+
+                sums["_tokens"] = torch.tensor(float(tokens))
+                step_vals = _reduce(sums, accelerator)
+                step_tokens = int(step_vals.pop("_tokens"))
+                state.tokens += step_tokens
+                state.batches_in_epoch += 1
+                if state.batches_in_epoch == len(plan):
+                    state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+                state.step += 1
+                for key, v in step_vals.items():
+                    window[key] += v / count
+                window["grad_norm"] += float(grad_norm)
+                window["lr"] += lr
+                window_steps += 1
+                window_tokens += step_tokens
+                bar.advance(1, info=f"loss={step_vals.get('loss', 0.0) / count:.4f}")
+
+                done = state.step >= total
+                if state.step % cfg.logging_steps == 0 or done:
+                    now = time.perf_counter()
+                    last = {k: v / window_steps for k, v in window.items()}
+                    last["tokens_per_s"] = window_tokens / max(now - t_window, 1e-9)
+                    last["epoch"] = state.step / steps_per_epoch
+                    echo = done or state.step % max(10, cfg.logging_steps) == 0
+                    if accelerator.is_main_process:
+                        metrics.log(state.step, echo=echo, **last)
+                    window, window_steps, window_tokens, t_window = defaultdict(float), 0, 0, now
+                if cfg.eval_steps and state.step % cfg.eval_steps == 0 and not done and evals:
+                    ev = evaluate(model, objective, evals, cfg.per_device_batch_size, accelerator)
+                    if accelerator.is_main_process:
+                        metrics.log(state.step, echo=True, **ev)
+                if cfg.save_steps and (state.step % cfg.save_steps == 0 or done):
+                    if accelerator.is_main_process:
+                        ckpt.save_checkpoint(ckpt_root, accelerator.unwrap_model(model), optimizer, scheduler,
+                                             state, keep=cfg.save_total_limit)
+                    accelerator.wait_for_everyone()
+                if done:
+                    break
+
+    elapsed = time.perf_counter() - t_start
+    final = dict(last)
+    if evals:
+        ev = evaluate(model, objective, evals, cfg.per_device_batch_size, accelerator)
+        if accelerator.is_main_process:
+            metrics.log(state.step, echo=True, **ev)
+        final.update(ev)
+    final["steps"] = state.step
+    final["train_seconds"] = elapsed
+    final["train_tokens_per_s"] = (state.tokens - tokens_start) / max(elapsed, 1e-9)
+    return final, accelerator.unwrap_model(model)
+
+
+# ------------------------------------------------------------------------------- trainer plumbing
+def open_metrics(cfg: TrainConfig, stage: str, metrics: MetricsLogger | None) -> MetricsLogger:
+    """The caller's logger, or one writing ``cfg.metrics_file`` (default ``output_dir/metrics.jsonl``)."""
+    if metrics is not None:
+        return metrics
+    return MetricsLogger(cfg.metrics_file or Path(cfg.output_dir) / "metrics.jsonl", stage=stage)
+
+
+def report_data(datasets, metrics: MetricsLogger, accelerator) -> dict[str, int]:
+    """Log what happened to the records (skipped, truncated, dropped) at step 0; returns the counts."""
+    counts: dict[str, int] = {}
+    for name, st in datasets.stats.items():
+        counts.update(st.as_metrics(name))
+        notes = [f"{st.used}/{st.read} used"]
+        if st.identical_pairs:
+            notes.append(f"{st.identical_pairs} skipped (chosen == rejected)")
+        if st.truncated:
+            notes.append(f"{st.truncated} truncated")
+        if st.dropped_too_long:
+            notes.append(f"{st.dropped_too_long} dropped (too long)")
+        if accelerator.is_main_process:
+            console.print(f"[dim]{metrics.stage}[/] {name} data: " + ", ".join(notes))
+    counts["train_examples"] = len(datasets.train)
+    counts["eval_examples"] = len(datasets.eval)
+    if accelerator.is_main_process:
+        metrics.log(0, echo=False, **counts)
+    return counts
+
+
+def finish(cfg: TrainConfig, model: torch.nn.Module, tokenizer, final: dict[str, float],
+           counts: dict[str, int], accelerator) -> dict[str, Any]:
+    """Save the final model to ``output_dir/model`` and a ``train_summary.json``; return the summary."""
+    import json
+
+    out = Path(cfg.output_dir) / "model"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        ckpt.save_model_folder(model, tokenizer, out, adapter_only=cfg.save_adapter_only and cfg.lora is not None)
+    summary: dict[str, Any] = {**final, **counts, "model_path": str(out)}
+    if accelerator.is_main_process:
+        tmp = Path(cfg.output_dir) / ".tmp-train_summary.json"
+        tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        tmp.replace(Path(cfg.output_dir) / "train_summary.json")
+    accelerator.wait_for_everyone()
+    return summary
