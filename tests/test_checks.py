@@ -193,3 +193,44 @@ def test_judge_agreement_from_records():
     assert out["strict_agreement"] == pytest.approx(2 / 3)
     out = judge_agreement_from_records(recs, metric="all")
     assert out["pairs"] == 2 and out["strict_agreement"] == pytest.approx(1 / 2)
+
+
+# -------------------------------------------------------------------------- the shipped prompt set
+def _shipped():
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "data"
+    return {split: [json.loads(line) for line in (root / f"prompts_{split}.jsonl").read_text().splitlines()]
+            for split in ("train", "heldout")}
+
+
+def test_shipped_prompt_set_is_valid_and_balanced():
+    from selfalign.judges.checks import validate_checks
+
+    data = _shipped()
+    train, held = data["train"], data["heldout"]
+    assert len(train) >= 300 and 60 <= len(held) <= 80
+    for recs in (train, held):
+        for r in recs:
+            assert set(r) == {"id", "prompt", "meta"} and r["prompt"].strip() and r["meta"].get("category")
+            validate_checks(r["meta"], file=r["id"])
+            run_checks("probe", r["meta"])
+        assert sum(bool(r["meta"].get("checks")) for r in recs) >= 0.6 * len(recs)
+    assert len({r["id"] for r in train + held}) == len(train) + len(held)
+    assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
+    assert {r["meta"]["category"] for r in train} == {r["meta"]["category"] for r in held}
+
+
+def test_prompt_generator_is_deterministic_and_matches_shipped_files():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_prompts.py"
+    spec = importlib.util.spec_from_file_location("make_prompts", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    train, held = mod.build()
+    assert (train, held) == mod.build()
+    shipped = _shipped()
+    assert train == shipped["train"] and held == shipped["heldout"]
