@@ -80,6 +80,7 @@ def prepare_registry_model(name: str, force: bool = False) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out.parent))
     try:
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         with status(f"preparing {name}: reading {src.name} (once; later loads take seconds)"):
             tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
             gguf_model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name,
@@ -161,6 +162,7 @@ def load_causal_lm(spec: str | Path, dtype: str | torch.dtype | None = "float32"
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # our own progress bars only
     where = resolve_model(spec)
     dt = torch_dtype(dtype)
     if isinstance(where, Path) and (where / "adapter_config.json").is_file() and not (
