@@ -204,3 +204,32 @@ def test_cli_train_dpo_chat_template(tiny_model, small_lm, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["train", "dpo", f"model={small_lm}", f"train_file={train}", f"output_dir={out}", "betta=0.2"])
     assert e.value.code == 2
+
+
+def test_reference_cache_is_reused(tmp_path):
+    from selfalign.train.dpo import precompute_reference
+    from selfalign.train.loop import make_accelerator
+
+    cfg = DPOConfig(model="unused", train_file="unused", output_dir=str(tmp_path), per_device_batch_size=2)
+    acc = make_accelerator(cfg)
+    calls = []
+
+    def ref_fn(batch):  # a stand-in reference: any deterministic function of the batch
+        calls.append(1)
+        return batch["input_ids"].float().sum(-1) / 10
+
+    from selfalign.train.data import PairExample
+
+    def sets():
+        return [[PairExample([1, 2], [3, 4], [1, 2], [5]), PairExample([6], [7], [6], [8, 9]),
+                 PairExample([1], [2], [1], [3])], [PairExample([4], [5], [4], [6])]]
+
+    first, cache = sets(), tmp_path / "ref.safetensors"
+    assert precompute_reference(cfg, first, ref_fn, acc, 0, cache, "k1") is False
+    n = len(calls)
+    assert first[0][0].ref_chosen == pytest.approx(1.0) and first[0][0].ref_rejected == pytest.approx(0.8)
+    second = sets()
+    assert precompute_reference(cfg, second, ref_fn, acc, 0, cache, "k1") is True and len(calls) == n
+    assert [(e.ref_chosen, e.ref_rejected) for s in second for e in s] == \
+        [(e.ref_chosen, e.ref_rejected) for s in first for e in s]
+    assert precompute_reference(cfg, sets(), ref_fn, acc, 0, cache, "k2") is False  # another key: recompute

@@ -90,3 +90,27 @@ def test_packed_training_and_cli(small_lm, tiny_model, tmp_path):
     main(["train", "sft", f"model={tiny_model}", f"train_file={msgs}", f"output_dir={tmp_path / 'cli'}",
           "max_steps=1", "per_device_batch_size=2", "lr_scheduler=constant"])
     assert load_causal_lm(tmp_path / "cli" / "model") is not None
+
+
+def test_gradient_checkpointing_bf16_and_cli_resume(small_lm, tmp_path):
+    from selfalign.cli import main
+
+    train = make_sft(tmp_path / "sft.jsonl", 8, 3)
+    plain = train_sft(cfg_for(small_lm, train, tmp_path / "plain", max_steps=1))
+    gc = train_sft(cfg_for(small_lm, train, tmp_path / "gc", max_steps=1, gradient_checkpointing=True))
+    assert gc["loss"] == pytest.approx(plain["loss"], rel=1e-6)
+    assert max_diff(weights(tmp_path / "plain"), weights(tmp_path / "gc")) < 1e-6
+    bf = train_sft(cfg_for(small_lm, train, tmp_path / "bf", max_steps=1, dtype="bfloat16"))
+    assert bf["loss"] == pytest.approx(plain["loss"], rel=2e-2)
+    assert weights(tmp_path / "bf")["model.norm.weight"].dtype == torch.bfloat16
+    # CLI --resume on a finished run: nothing left to train, the model is written again
+    args = ["train", "sft", f"model={small_lm}", f"train_file={train}", f"output_dir={tmp_path / 'cli'}",
+            "max_steps=2", "save_steps=1", "per_device_batch_size=2"]
+    main(args)
+    before = weights(tmp_path / "cli")
+    first = json.loads((tmp_path / "cli" / "train_summary.json").read_text())
+    main([*args, "--resume"])
+    assert max_diff(before, weights(tmp_path / "cli")) == 0.0
+    again = json.loads((tmp_path / "cli" / "train_summary.json").read_text())
+    assert again["steps"] == 2 and again["loss"] == first["loss"]  # last metrics come from the checkpoint
+    assert [r["step"] for r in read_metrics(tmp_path / "cli" / "metrics.jsonl") if "loss" in r] == [1, 2]

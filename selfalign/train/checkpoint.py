@@ -160,6 +160,7 @@ def save_model_folder(model: torch.nn.Module, tokenizer, path: str | Path, adapt
         inner = merge_lora(inner)
         if isinstance(model, RewardModel):
             model.hf = inner
+    _forget_gguf_origin(inner)
     tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
     try:
         inner.save_pretrained(tmp, safe_serialization=True)
@@ -172,3 +173,20 @@ def save_model_folder(model: torch.nn.Module, tokenizer, path: str | Path, adapt
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _forget_gguf_origin(model: torch.nn.Module) -> None:
+    """Drop a stale GGUF quantization marker so transformers agrees to save the model.
+
+    A folder converted from a GGUF file can keep ``quantization_config: {quant_method: gguf}`` in
+    its config although its weights are plain dequantised tensors; a model loaded from it then
+    refuses ``save_pretrained``. Its weights are ordinary tensors, so the marker is simply removed.
+    """
+    get_base = getattr(model, "get_base_model", None)
+    for m in (model, get_base() if callable(get_base) else None):
+        quantizer = getattr(m, "hf_quantizer", None)
+        method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+        if quantizer is not None and str(getattr(method, "value", method)).lower() == "gguf":
+            m.hf_quantizer = None
+            if getattr(m.config, "quantization_config", None) is not None:
+                del m.config.quantization_config

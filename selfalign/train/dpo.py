@@ -102,8 +102,15 @@ def _frozen(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _cache_key(cfg: DPOConfig, ref_spec: str, sets: list[list[PairExample]]) -> str:
+    """Identity of a reference log-prob computation: reference weights (files, sizes, mtimes),
+    precision, averaging and every token id of the data."""
+    from selfalign.models.load import resolve_model
+
+    where = resolve_model(ref_spec)
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(where).glob("*.safetensors")
+                   ) if isinstance(where, Path) else []
     h = hashlib.sha256()
-    h.update(json.dumps([ref_spec, cfg.dtype, cfg.mixed_precision, cfg.average_log_prob]).encode())
+    h.update(json.dumps([str(where), files, cfg.dtype, cfg.mixed_precision, cfg.average_log_prob]).encode())
     for examples in sets:
         h.update(b"|set|")
         for e in examples:

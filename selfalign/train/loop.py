@@ -182,7 +182,7 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
             state = ckpt.load_checkpoint(found, accelerator.unwrap_model(model), optimizer, scheduler)
             console.print(f"[green]resuming[/] {stage} from {found} (step {state.step}/{total})")
 
-    last: dict[str, float] = {}
+    last: dict[str, float] = dict(state.extra.get("last_metrics", {}))
     window: dict[str, float] = defaultdict(float)
     window_steps, window_tokens = 0, 0
     t_window = t_start = time.perf_counter()
@@ -249,6 +249,7 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
                     if accelerator.is_main_process:
                         metrics.log(state.step, echo=True, **ev)
                 if cfg.save_steps and (state.step % cfg.save_steps == 0 or done):
+                    state.extra["last_metrics"] = last
                     if accelerator.is_main_process:
                         ckpt.save_checkpoint(ckpt_root, accelerator.unwrap_model(model), optimizer, scheduler,
                                              state, keep=cfg.save_total_limit)
