@@ -85,7 +85,7 @@ class RowSampler(LogitsProcessor):
         self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
 
-    # candidates examined before falling back to a full sort for top-p (exact either way)
+    # top-p looks at the best 256 tokens, then 4096, then all: exact, and cheap when mass is peaked
     nucleus_candidates = 256
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -103,11 +103,14 @@ class RowSampler(LogitsProcessor):
         else:
             # work on the sorted top candidates: top-k, or enough tokens to hold the top-p nucleus
             lse = torch.logsumexp(x, -1, keepdim=True)
-            vals, order = torch.topk(x, k or min(vocab, self.nucleus_candidates), dim=-1)
             if k:
+                vals, order = torch.topk(x, k, dim=-1)
                 lse = torch.logsumexp(vals, -1, keepdim=True)  # top-k renormalises first
-            elif bool((torch.exp(vals - lse).sum(-1) < self.top_p).any()):
-                vals, order = torch.sort(x, dim=-1, descending=True)  # nucleus wider than candidates
+            else:
+                for n_cand in (self.nucleus_candidates, 16 * self.nucleus_candidates, vocab):
+                    vals, order = torch.topk(x, min(n_cand, vocab), dim=-1)  # sorted, largest first
+                    if n_cand >= vocab or not bool((torch.exp(vals - lse).sum(-1) < self.top_p).any()):
+                        break  # every row's nucleus lies inside the candidates
             probs = torch.exp(vals - lse)
             if self.top_p < 1.0:
                 before = probs.cumsum(-1) - probs  # mass strictly before each token
