@@ -9,7 +9,8 @@
 * Logged per step: ``loss``, ``preference_loss``, ``sft_loss``, ``acc`` (fraction of pairs whose
   implicit reward of chosen > rejected), ``rewards_chosen_mean`` / ``rewards_rejected_mean``
   (implicit rewards **β-scaled**: β·(log π − log π_ref)), ``margin`` (their difference),
-  ``logps_chosen`` / ``logps_rejected``, ``grad_norm``, ``lr``, ``tokens_per_s``.
+  ``logps_chosen`` / ``logps_rejected``, ``chosen_lengths`` / ``rejected_lengths`` (completion
+  tokens), ``grad_norm``, ``lr``, ``tokens_per_s``; with a validation set the same as ``eval_*``.
 
 Example: ``train_dpo(DPOConfig(model="smollm2-135m", train_file="pairs.jsonl", output_dir="runs/dpo"))``
 """
@@ -90,6 +91,7 @@ class DPOObjective:
             "acc": (rc > rr).float().sum(), "rewards_chosen_mean": rc.sum(), "rewards_rejected_mean": rr.sum(),
             "margin": (rc - rr).sum(), "logps_chosen": logps[:n].detach().sum(),
             "logps_rejected": logps[n:].detach().sum(),
+            "chosen_lengths": counts[:n].sum(), "rejected_lengths": counts[n:].sum(),
         }
         return total.sum(), stats
 

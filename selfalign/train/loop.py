@@ -187,6 +187,7 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
     window_steps, window_tokens = 0, 0
     t_window = t_start = time.perf_counter()
     tokens_start = state.tokens
+    loud = True if metrics.echo_every else None  # a logger made with echo_every=0 stays quiet
     model.train()
     with Bar(stage, total=total, unit="step") as bar:
         if state.step:
@@ -240,14 +241,13 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
                     last = {k: v / window_steps for k, v in window.items()}
                     last["tokens_per_s"] = window_tokens / max(now - t_window, 1e-9)
                     last["epoch"] = state.step / steps_per_epoch
-                    echo = done or state.step % max(10, cfg.logging_steps) == 0
-                    if accelerator.is_main_process:
-                        metrics.log(state.step, echo=echo, **last)
+                    if accelerator.is_main_process:  # console echo: the logger's echo_every (+ the last step)
+                        metrics.log(state.step, echo=loud if done else None, **last)
                     window, window_steps, window_tokens, t_window = defaultdict(float), 0, 0, now
                 if cfg.eval_steps and state.step % cfg.eval_steps == 0 and not done and evals:
                     ev = evaluate(model, objective, evals, cfg.per_device_batch_size, accelerator)
                     if accelerator.is_main_process:
-                        metrics.log(state.step, echo=True, **ev)
+                        metrics.log(state.step, echo=loud, **ev)
                 if cfg.save_steps and (state.step % cfg.save_steps == 0 or done):
                     state.extra["last_metrics"] = last
                     if accelerator.is_main_process:
@@ -262,7 +262,7 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
     if evals:
         ev = evaluate(model, objective, evals, cfg.per_device_batch_size, accelerator)
         if accelerator.is_main_process:
-            metrics.log(state.step, echo=True, **ev)
+            metrics.log(state.step, echo=loud, **ev)
         final.update(ev)
     final["steps"] = state.step
     final["train_seconds"] = elapsed
@@ -275,7 +275,8 @@ def open_metrics(cfg: TrainConfig, stage: str, metrics: MetricsLogger | None) ->
     """The caller's logger, or one writing ``cfg.metrics_file`` (default ``output_dir/metrics.jsonl``)."""
     if metrics is not None:
         return metrics
-    return MetricsLogger(cfg.metrics_file or Path(cfg.output_dir) / "metrics.jsonl", stage=stage)
+    return MetricsLogger(cfg.metrics_file or Path(cfg.output_dir) / "metrics.jsonl", stage=stage,
+                         echo_every=max(10, cfg.logging_steps))
 
 
 def report_data(datasets, metrics: MetricsLogger, accelerator) -> dict[str, int]:
