@@ -60,6 +60,15 @@ def gguf_source(name: str) -> Path:
     return path
 
 
+def _needs_prepare(name: str) -> bool:
+    if not is_prepared(name):
+        return True
+    import json
+
+    cfg = json.loads((prepared_dir(name) / "config.json").read_text(encoding="utf-8"))
+    return "quantization_config" in cfg  # prepared by an older selfalign: convert again
+
+
 def prepare_registry_model(name: str, force: bool = False) -> Path:
     """Convert registry model ``name`` from GGUF to an HF folder in the cache (once) and return it.
 
@@ -70,7 +79,7 @@ def prepare_registry_model(name: str, force: bool = False) -> Path:
     if name not in REGISTRY:
         raise ModelError(f"unknown registry model {name!r}; known: {', '.join(REGISTRY)}")
     out = prepared_dir(name)
-    if is_prepared(name) and not force:
+    if not force and not _needs_prepare(name):
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -85,7 +94,10 @@ def prepare_registry_model(name: str, force: bool = False) -> Path:
             tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
             gguf_model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name,
                                                               dtype=torch.float32)
-            model = AutoModelForCausalLM.from_config(gguf_model.config, dtype=torch.float32)
+            config = gguf_model.config
+            if hasattr(config, "quantization_config"):  # the GGUF marker would block save_pretrained later
+                del config.quantization_config
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
             missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
             missing = [k for k in missing if not k.endswith("lm_head.weight")]
             if missing or unexpected:
