@@ -294,7 +294,7 @@ FACTS = [
     ("What is the first month of the year?", "January"), ("What is the smallest prime number?", 2),
     ("How many strings does a standard guitar have?", 6), ("What is the main language spoken in Brazil?", "Portuguese"),
     ("On which continent is Kenya?", "Africa"), ("What is the freezing point of water in Fahrenheit?", 32),
-    ("Which organ pumps blood through the body?", "heart"), ("What is the closest star to Earth?", "sun"),
+    ("Which organ pumps blood through the body?", "heart"), ("Which star is at the center of our solar system?", "sun"),
     ("How many bones are in the adult human body?", 206), ("What is the square root of 81?", 9),
 ]
 
@@ -346,8 +346,8 @@ REWRITES = [
 
 # ------------------------------------------------------------------------------------- constraints
 END_PHRASES = {
-    "default": ["Hope this helps.", "Let me know if you have any other questions.", "Have a great day!",
-                "That is all.", "Thanks for asking!"],
+    "default": ["Hope this helps.", "Good luck!", "Have a great day!", "That is all.", "Thanks for asking!"],
+    "advice": ["Good luck!", "Hope this helps.", "You can do it!"],
     "story": ["The end.", "And that was that."], "poem": ["The end.", "I hope you enjoy it."],
     "note": ["See you soon!", "With love.", "Best wishes."], "text": ["I hope you enjoy it.", "See you there!"],
 }
@@ -361,7 +361,7 @@ NUM_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
 
 
 def c_max_words(rng, tight: bool = False):
-    n = rng.choice([20, 25, 30] if tight else [30, 40, 50, 60, 80])
+    n = rng.choice([15, 20, 25] if tight else [25, 30, 40, 50])
     style = rng.randrange(4)
     if style == 0:
         return f"Answer in under {n} words.", {"type": "max_words", "n": n - 1}
@@ -373,7 +373,7 @@ def c_max_words(rng, tight: bool = False):
 
 
 def c_min_words(rng):
-    n = rng.choice([40, 50, 60])
+    n = rng.choice([60, 70, 80])
     return rng.choice([f"Write at least {n} words.", f"Your answer should be at least {n} words long."]), \
         {"type": "min_words", "n": n}
 
@@ -408,8 +408,13 @@ def c_no_commas(rng):
                        "Avoid using commas anywhere in your response."]), {"type": "no_commas"}
 
 
+EXTRA_KEYWORDS = ["example", "because", "important", "imagine", "everyday", "simple", "remember"]
+
+
 def c_include(rng, kws):
     kws = list(kws)
+    if rng.random() < 0.5:  # a second, less obvious word makes the check harder
+        kws.append(rng.choice([k for k in EXTRA_KEYWORDS if k not in kws]))
     if len(kws) == 1:
         k = kws[0]
         return rng.choice([f"Include the word '{k}' in your answer.", f"Make sure to mention '{k}'.",
@@ -444,9 +449,10 @@ def c_starts(rng, category: str = "default"):
 
 
 def c_title(rng):
-    return rng.choice(["Give your answer a title wrapped in double angular brackets, such as <<my title>>.",
-                       "Include a title in double angular brackets, like <<title>>.",
-                       "Put a title at the top, wrapped in double angle brackets like <<A Title>>."]), {"type": "title"}
+    # the examples (<<...>>) are not valid titles themselves, so copying them does not pass the check
+    return rng.choice(["Give your answer a title wrapped in double angular brackets, like <<...>>.",
+                       "Include a title in double angular brackets, in the form <<...>>.",
+                       "Put a title at the top, wrapped in double angle brackets: <<...>>."]), {"type": "title"}
 
 
 def c_paragraphs(rng):
@@ -470,20 +476,20 @@ CONFLICTS = {
 
 # constraint kinds each task type may draw from, with weights
 KINDS = {
-    "explain": {"max_words": 3, "max_sentences": 2, "lowercase": 2, "uppercase": 1, "no_commas": 2, "include": 2,
-                "exclude": 2, "ends": 2, "starts": 1, "paragraphs": 1, "title": 1, "min_sentences": 1},
-    "list": {"bullets": 5, "max_words": 2, "lowercase": 2, "no_commas": 2, "include": 2, "ends": 1, "title": 1,
+    "explain": {"max_words": 3, "max_sentences": 2, "lowercase": 1, "uppercase": 1, "no_commas": 2, "include": 2,
+                "exclude": 2, "ends": 1, "starts": 2, "paragraphs": 1, "title": 2, "min_sentences": 1},
+    "list": {"bullets": 5, "max_words": 2, "lowercase": 1, "no_commas": 2, "include": 2, "ends": 1, "title": 2,
              "uppercase": 1},
-    "write": {"title": 3, "max_words": 2, "min_words": 1, "lowercase": 2, "no_commas": 2, "include": 2,
-              "exclude": 2, "ends": 1, "paragraphs": 2, "uppercase": 1, "starts": 1},
-    "advice": {"bullets": 3, "max_words": 3, "ends": 2, "starts": 1, "include": 2, "lowercase": 2, "no_commas": 2,
-               "max_sentences": 2, "uppercase": 1},
+    "write": {"title": 3, "max_words": 2, "min_words": 1, "lowercase": 1, "no_commas": 2, "include": 2,
+              "exclude": 2, "ends": 1, "paragraphs": 2, "uppercase": 1, "starts": 2},
+    "advice": {"bullets": 3, "max_words": 3, "ends": 1, "starts": 2, "include": 2, "lowercase": 1, "no_commas": 2,
+               "max_sentences": 2, "uppercase": 1, "title": 1},
     "compare": {"max_words": 3, "paragraphs": 2, "bullets": 2, "include": 2, "no_commas": 2, "ends": 1,
-                "lowercase": 1, "max_sentences": 1},
-    "summarise": {"tight_words": 4, "max_sentences": 3, "no_commas": 2, "lowercase": 2, "starts": 1, "include": 2,
+                "lowercase": 1, "max_sentences": 1, "title": 1},
+    "summarise": {"tight_words": 4, "max_sentences": 3, "no_commas": 2, "lowercase": 1, "starts": 2, "include": 2,
                   "title": 1, "uppercase": 1},
     "math": {"tight_words": 3, "max_sentences": 2, "no_commas": 1, "lowercase": 1, "ends": 1},
-    "facts": {"tight_words": 3, "max_sentences": 2, "lowercase": 2, "starts": 1, "uppercase": 1, "ends": 1},
+    "facts": {"tight_words": 3, "max_sentences": 2, "lowercase": 1, "starts": 2, "uppercase": 1, "ends": 1},
     "rewrite": {"lowercase": 2, "uppercase": 2, "no_commas": 2, "tight_words": 2, "exclude": 1},
 }
 CHECK_KIND = {"max_words": "max_words", "tight_words": "max_words", "min_words": "min_words",

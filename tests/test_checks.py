@@ -73,6 +73,12 @@ def test_helpers():
     assert paragraphs("a\n\n\n b \n  \n c\n***\nd") == ["a", "b", "c", "d"]
 
 
+def test_case_checks_need_letters():
+    assert not one({"type": "uppercase"}, "* * *\n* 1 2 3")
+    assert not one({"type": "lowercase"}, "42!")
+    assert one({"type": "lowercase"}, "ok 42!")
+
+
 def test_json_variants():
     assert one({"type": "json"}, '  [1, 2, 3]  ')
     assert one({"type": "json"}, '```\n{"x": null}\n```')

@@ -13,8 +13,8 @@ check, plus ``("answer", passed)`` when ``meta["answer"]`` is present.
 Check types (parameters in brackets)
 
 =================== ===========================================================================
-lowercase           no upper-case letter anywhere
-uppercase           no lower-case letter anywhere
+lowercase           no upper-case letter anywhere (and at least one letter)
+uppercase           no lower-case letter anywhere (and at least one letter)
 max_words [n]       at most ``n`` words          min_words [n]      at least ``n`` words
 max_sentences [n]   at most ``n`` sentences      min_sentences [n]  at least ``n`` sentences
 include_keywords    every keyword appears (case-insensitive, whole words) [keywords: list]
@@ -180,12 +180,12 @@ def _register(name: str, doc: str, **params: type):
 
 @_register("lowercase", "the whole answer is in lower case")
 def _lowercase(r: str) -> bool:
-    return r == r.lower()
+    return r == r.lower() and r != r.upper()  # at least one letter: "* * *" does not pass
 
 
 @_register("uppercase", "the whole answer is in capital letters")
 def _uppercase(r: str) -> bool:
-    return r == r.upper()
+    return r == r.upper() and r != r.lower()
 
 
 @_register("max_words", "at most n words", n=int)
