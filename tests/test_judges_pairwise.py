@@ -70,6 +70,7 @@ def test_content_driven_judge_is_consistent():
     assert [x["vs"] for x in good["judgements"]] == [0, 0]
     s = j.stats()
     assert s["position_consistency"] == 1.0 and s["tie_rate"] == 0.0 and s["comparisons"] == 2
+    assert s["label_mass_mean"] == pytest.approx(math.exp(1.0) + math.exp(-1.0))
 
 
 def test_position_biased_judge_is_inconsistent():

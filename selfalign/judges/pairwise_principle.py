@@ -21,7 +21,8 @@ and per response ``judgements`` (one per comparison it took part in: ``{"princip
 "margin", "score"}`` with score 1 win / 0 loss / 0.5 no consistent winner), ``score`` = the mean
 of those (a win rate in [0, 1]) and ``score_var``. ``pairs: first`` compares responses 0 and 1,
 ``pairs: all`` every pair. Statistics include the position-consistency rate (share of
-comparisons whose two orders agree).
+comparisons whose two orders agree) and ``label_mass_mean``, the mean probability the judge put
+on the two label tokens (a low value means the prompt format is not being followed).
 
 Principles come from a JSON file: a list, or ``{"principles": [...]}``, of ``{"name",
 "definition", "negative_definition", "weight", "tags"}``. Shipped lists (our own wording):
@@ -31,6 +32,7 @@ Principles come from a JSON file: a list, or ``{"principles": [...]}``, of ``{"n
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
@@ -213,6 +215,8 @@ class PairwisePrincipleJudge(Judge):
         for k, (ri, i, j, pr) in enumerate(jobs):
             (a1, b1), (a2, b2) = lps[2 * k], lps[2 * k + 1]
             s12, s21 = a1 - b1, b2 - a2
+            for a, b in ((a1, b1), (a2, b2)):  # probability the judge put on the two labels
+                self._stats.observe("label_mass", math.exp(a) + math.exp(b))
             pref = preference_from_scores(s12, s21)
             self._stats.add_judgement(True)
             self._stats.add_judgement(True)
