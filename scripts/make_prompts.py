@@ -379,7 +379,7 @@ def c_min_words(rng):
 
 
 def c_max_sentences(rng):
-    n = rng.choice([1, 2, 3])
+    n = rng.choice([1, 1, 2, 3])
     if n == 1:
         return rng.choice(["Answer in a single sentence.", "Reply in just one sentence."]), \
             {"type": "max_sentences", "n": 1}
@@ -408,12 +408,12 @@ def c_no_commas(rng):
                        "Avoid using commas anywhere in your response."]), {"type": "no_commas"}
 
 
-EXTRA_KEYWORDS = ["example", "because", "important", "imagine", "everyday", "simple", "remember"]
+EXTRA_KEYWORDS = ["example", "imagine", "remember", "curious", "surprising", "together", "everyday"]
 
 
 def c_include(rng, kws):
     kws = list(kws)
-    if rng.random() < 0.5:  # a second, less obvious word makes the check harder
+    if rng.random() < 0.75:  # a second, less obvious word makes the check harder
         kws.append(rng.choice([k for k in EXTRA_KEYWORDS if k not in kws]))
     if len(kws) == 1:
         k = kws[0]
@@ -488,8 +488,8 @@ KINDS = {
                 "lowercase": 1, "max_sentences": 1, "title": 1},
     "summarise": {"tight_words": 4, "max_sentences": 3, "no_commas": 2, "lowercase": 1, "starts": 2, "include": 2,
                   "title": 1, "uppercase": 1},
-    "math": {"tight_words": 3, "max_sentences": 2, "no_commas": 1, "lowercase": 1, "ends": 1},
-    "facts": {"tight_words": 3, "max_sentences": 2, "lowercase": 1, "starts": 2, "uppercase": 1, "ends": 1},
+    "math": {"tight_words": 3, "max_sentences": 1, "no_commas": 2, "lowercase": 1, "ends": 1},
+    "facts": {"tight_words": 3, "max_sentences": 1, "lowercase": 1, "starts": 2, "uppercase": 1, "ends": 1},
     "rewrite": {"lowercase": 2, "uppercase": 2, "no_commas": 2, "tight_words": 2, "exclude": 1},
 }
 CHECK_KIND = {"max_words": "max_words", "tight_words": "max_words", "min_words": "min_words",
