@@ -208,8 +208,11 @@ def generate_records(engine: Engine, records: Sequence[dict], params: SamplingPa
                         "shard_size": shard_size,
                         "prompts": [[str(r["id"]), r["prompt"]] for r in records]})
     index_path = sdir / "index.json"
-    if sdir.exists():
-        old = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    if sdir.exists() and (index_path.is_file() or any(sdir.glob("shard-*.jsonl"))):
+        try:
+            old = json.loads(index_path.read_text()) if index_path.is_file() else {}
+        except json.JSONDecodeError:
+            old = {}
         if old.get("fingerprint") != fingerprint:
             if not overwrite:
                 raise DataError("shards left by a run with different settings or prompts; remove the "
