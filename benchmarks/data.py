@@ -123,9 +123,12 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------ model folders
+_VERSION = b"2"  # bump when the folders' recipe changes
+
+
 def _stamp(src: Path, kind: str) -> str:
     cfg = (src / "config.json").read_bytes() if (src / "config.json").is_file() else b""
-    h = hashlib.sha256(cfg + str(src.resolve()).encode() + BENCH_CHAT_TEMPLATE.encode() + kind.encode())
+    h = hashlib.sha256(_VERSION + cfg + str(src.resolve()).encode() + BENCH_CHAT_TEMPLATE.encode() + kind.encode())
     return h.hexdigest()[:16]
 
 
@@ -170,6 +173,10 @@ def prepare_lm(src: str | Path, out: Path) -> Path:
             if f.name in ("config.json", "generation_config.json"):
                 data = json.loads(f.read_text())
                 data["pad_token_id"] = tok.pad_token_id
+                # a GGUF-converted folder keeps a stale GGUF quantization_config although its weights
+                # are plain safetensors; transformers would then refuse to train or save the model
+                if (data.get("quantization_config") or {}).get("quant_method") == "gguf":
+                    del data["quantization_config"]
                 (tmp / f.name).write_text(json.dumps(data, indent=2))
             else:
                 os.symlink(f.resolve(), tmp / f.name)

@@ -1,6 +1,6 @@
 """Side-by-side benchmark: selfalign vs TRL (DPO, reward model, SFT) and vs per-prompt generation.
 
-    python -m benchmarks.run --quick          # 3 training steps, 16 generation prompts (minutes)
+    python -m benchmarks.run --quick          # 3 training steps, 8 generation prompts x 4 x 64 tokens
     python -m benchmarks.run --full           # 8 steps = 64 pairs at batch 8; 64 prompts x 4 x 128 tokens
     python -m benchmarks.run --smoke          # tiny random model, 2 steps: checks the harness (CI)
 
@@ -38,7 +38,7 @@ MODES: dict[str, dict[str, Any]] = {
     "smoke": dict(model="tiny", steps=2, batch_size=2, records=4, scale=0.2,
                   gen=dict(num_prompts=2, num_samples=2, max_new_tokens=4, batch_size=4)),
     "quick": dict(model="smollm2-135m", steps=3, batch_size=8, records=24,
-                  gen=dict(num_prompts=16, num_samples=4, max_new_tokens=64, batch_size=64)),
+                  gen=dict(num_prompts=8, num_samples=4, max_new_tokens=64, batch_size=64)),
     "full": dict(model="smollm2-135m", steps=8, batch_size=8, records=64,
                  gen=dict(num_prompts=64, num_samples=4, max_new_tokens=128, batch_size=64)),
 }
@@ -147,6 +147,8 @@ def compare(results: list[dict]) -> list[dict]:
                 row["speedup"] = ours["tokens_per_s"] / base["tokens_per_s"]
             if base.get("peak_rss_mb"):
                 row["mem_ratio"] = ours["peak_rss_mb"] / base["peak_rss_mb"]
+            if ours.get("cpu_seconds") and base.get("cpu_seconds") and ours.get("tokens") and base.get("tokens"):
+                row["cpu_ratio"] = (base["cpu_seconds"] / base["tokens"]) / (ours["cpu_seconds"] / ours["tokens"])
             if ours.get("peak_gpu_mb") and base.get("peak_gpu_mb"):
                 row["gpu_mem_ratio"] = ours["peak_gpu_mb"] / base["peak_gpu_mb"]
             lo, lb = ours.get("losses") or [], base.get("losses") or []
@@ -209,6 +211,8 @@ def print_table(rows: list[dict], title: str, targets: bool = True) -> None:
         if "loss1_delta" in row:
             ok = row["loss1_delta"] <= LOSS_TOL
             notes.append(f"step-1 loss {'agrees' if ok else 'DIFFERS'} (|Δ| {row['loss1_delta']:.1e}, tol {LOSS_TOL})")
+        if "cpu_ratio" in row:
+            notes.append(f"process CPU-time ratio {row['cpu_ratio']:.2f}× (less sensitive to other load)")
         if row.get("same_tokens") is False:
             notes.append("token counts differ between the frameworks")
         if targets and w in TARGETS and "speedup" in row:

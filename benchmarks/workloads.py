@@ -23,8 +23,10 @@ after a synchronisation):
   ``tokens_per_s`` = tokens / (sum of step times + pre_seconds);
 * ``s_per_step`` = mean step time without step 1 (warm-up) when there are 3 steps or more;
 * ``losses`` = the training loss of every step (step 1 is before any update, so both frameworks
-  must agree there); ``peak_rss_mb`` = peak resident memory of this process (``ru_maxrss``);
-  ``peak_gpu_mb`` = ``torch.cuda.max_memory_allocated``.
+  must agree there); ``peak_rss_mb`` = peak resident memory of this process (``ru_maxrss``) up to
+  the end of the last training step (model loading included, saving the trained model excluded:
+  TRL is run without saving); ``peak_gpu_mb`` = ``torch.cuda.max_memory_allocated`` likewise;
+* ``cpu_seconds`` = process CPU time of the steps (less sensitive than wall time to other load).
 """
 
 from __future__ import annotations
@@ -132,17 +134,21 @@ def _trl_clock(device: str):
         """Times every optimizer step and keeps every log line."""
 
         def __init__(self):
-            self.t0 = 0.0
+            self.t0 = self.c0 = 0.0
+            self.peak: tuple[float, float | None] | None = None  # (RSS, GPU) MiB after the last step
             self.steps: list[float] = []
+            self.cpu: list[float] = []
             self.logs: list[dict] = []
 
         def on_step_begin(self, args, state, control, **kw):
             _sync(device)
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kw):
             _sync(device)
             self.steps.append(time.perf_counter() - self.t0)
+            self.cpu.append(time.process_time() - self.c0)
+            self.peak = (peak_rss_mb(), _peak_gpu_mb(device))
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
@@ -183,7 +189,8 @@ def run_trl(kind: str, spec: dict, out_dir: str) -> dict[str, Any]:
     logs = clock.logs
     tokens = int(logs[-1]["num_tokens"]) if logs and "num_tokens" in logs[-1] else 0
     out = {"framework_label": f"TRL {trl.__version__}", "steps": len(clock.steps), "step_seconds": clock.steps,
-           "pre_seconds": 0.0, "tokens": tokens, "losses": [float(x["loss"]) for x in logs]}
+           "cpu_seconds": sum(clock.cpu), "pre_seconds": 0.0, "tokens": tokens,
+           "losses": [float(x["loss"]) for x in logs], "train_peak": clock.peak}
     if kind == "dpo" and logs:
         out["logps_chosen_1"] = logs[0].get("logps/chosen")
     return out
@@ -198,12 +205,15 @@ def _clock_logger(device: str):
 
         def __init__(self):
             super().__init__(None, stage="bench")
-            self.steps: list[tuple[int, float, dict]] = []
+            self.start: tuple[float, float] | None = None  # (wall, cpu) when the training loop starts
+            self.peak: tuple[float, float | None] | None = None  # (RSS, GPU) MiB after the last step
+            self.steps: list[tuple[int, float, float, dict]] = []
 
         def log(self, step, echo=None, **scalars):
             if step > 0 and "loss" in scalars and not any(k.startswith("eval_") for k in scalars):
                 _sync(device)
-                self.steps.append((step, time.perf_counter(), dict(scalars)))
+                self.steps.append((step, time.perf_counter(), time.process_time(), dict(scalars)))
+                self.peak = (peak_rss_mb(), _peak_gpu_mb(device))
 
     return Clock()
 
@@ -224,6 +234,7 @@ def run_selfalign(kind: str, spec: dict, out_dir: str) -> dict[str, Any]:
     common.update(spec.get("selfalign_overrides", {}).get(kind, {}))
     clock = _clock_logger(spec["device"])
     pre = {"seconds": 0.0}
+    _mark_loop_start(kind, clock, spec["device"])
     if kind == "dpo":
         from selfalign.train import dpo
 
@@ -251,20 +262,40 @@ def run_selfalign(kind: str, spec: dict, out_dir: str) -> dict[str, Any]:
     else:
         raise ValueError(kind)
     steps = clock.steps
-    times = [t for _, t, _ in steps]
-    step_seconds = [b - a for a, b in zip(times, times[1:])]
+    times = [t for _, t, _, _ in steps]
     loop = float(summary.get("train_seconds", 0.0))
-    first = loop - (times[-1] - times[0]) if times else 0.0
-    step_seconds = [max(first, 0.0)] + step_seconds if times else []
+    if clock.start is not None and times:
+        step_seconds = [b - a for a, b in zip([clock.start[0]] + times, times)]
+        cpu = steps[-1][2] - clock.start[1]
+    else:  # the loop start was not seen: step 1 = loop time - the later steps
+        step_seconds = [max(loop - (times[-1] - times[0]), 0.0)] + [b - a for a, b in zip(times, times[1:])]
+        cpu = None
     tokens = round(float(summary.get("train_tokens_per_s", 0.0)) * loop)
     import selfalign
 
     out = {"framework_label": f"selfalign {getattr(selfalign, '__version__', '')}".strip(),
-           "steps": len(steps), "step_seconds": step_seconds, "pre_seconds": pre["seconds"], "tokens": tokens,
-           "losses": [float(s["loss"]) for _, _, s in steps]}
+           "steps": len(steps), "step_seconds": step_seconds, "cpu_seconds": cpu, "pre_seconds": pre["seconds"],
+           "tokens": tokens, "losses": [float(s["loss"]) for _, _, _, s in steps], "train_peak": clock.peak}
     if kind == "dpo" and steps:
-        out["logps_chosen_1"] = steps[0][2].get("logps_chosen")
+        out["logps_chosen_1"] = steps[0][3].get("logps_chosen")
     return out
+
+
+def _mark_loop_start(kind: str, clock, device: str) -> None:
+    """Note the time when the trainer enters its training loop (wraps the module's ``train_loop``)."""
+    import importlib
+
+    module = importlib.import_module(f"selfalign.train.{kind}")
+    inner = getattr(module, "train_loop", None)
+    if inner is None:
+        return
+
+    def entered(*a, **k):
+        _sync(device)
+        clock.start = (time.perf_counter(), time.process_time())
+        return inner(*a, **k)
+
+    module.train_loop = entered
 
 
 # ------------------------------------------------------------------------------------------ generation
@@ -350,8 +381,11 @@ def run_one(framework: str, workload: str, spec: dict, workdir: Path) -> dict[st
     except Exception as e:  # noqa: BLE001 - the runner shows the failure in its table
         traceback.print_exc()
         res["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    res["peak_rss_mb"] = peak_rss_mb()
-    res["peak_gpu_mb"] = _peak_gpu_mb(spec["device"])
+    peak = res.pop("train_peak", None)
+    if peak is None:  # generation, or no step seen: the process peak so far
+        peak = (peak_rss_mb(), _peak_gpu_mb(spec["device"]))
+    res["peak_rss_mb"], res["peak_gpu_mb"] = peak
+    res["process_peak_rss_mb"] = peak_rss_mb()  # includes saving the model (selfalign) after training
     return res
 
 
