@@ -248,3 +248,45 @@ def test_cli_generate(tiny_model, tmp_path):
     assert math.isfinite(stats["tokens_per_s"])
     assert _cli(main, ["generate", f"model={tiny_model}", f"input={prompts}", f"output={out}",
                        "temprature=1"]) == 2
+
+
+@pytest.mark.parametrize("kind", ["greedy", "sampled", "stop"])
+def test_pruning_decode_matches_transformers_generate(tiny_model, kind):
+    """Our decode loop (finished rows leave the batch) gives the tokens transformers' generate gives."""
+    pruned = build_engine({"model": str(tiny_model), "batch_size": 16})
+    plain = build_engine({"model": str(tiny_model), "batch_size": 16, "prune": False})
+    assert pruned.prune and not plain.prune
+    if kind == "greedy":
+        p = SamplingParams(num_samples=1, temperature=0.0, max_new_tokens=12)
+    else:
+        p = _sampled(n=3, max_new_tokens=12)
+    keys = [str(i) for i in range(len(PROMPTS))]
+    if kind == "stop":  # a stop string that ends some rows early
+        first = plain.generate(PROMPTS, p, keys=keys)
+        p = p.model_copy(update={"stop": [first[0][0]["text"][3:6]]})
+    a = pruned.generate(PROMPTS, p, keys=keys)
+    b = plain.generate(PROMPTS, p, keys=keys)
+    assert a == b
+    if kind == "stop":
+        assert any(r["finish"] == "stop" for x in a for r in x)
+
+
+def test_pruning_decode_drops_finished_rows(tiny_model, monkeypatch):
+    """Rows that hit EOS leave the batch: later forward passes see fewer rows."""
+    eng = build_engine({"model": str(tiny_model), "batch_size": 16})
+    eos = eng.eos_ids[0]
+    sizes = []
+    real = eng._last_logits
+
+    def fake(ids, mask, pos, cache):
+        logits = real(ids, mask, pos, cache)
+        sizes.append(ids.shape[0])
+        if len(sizes) == 2:  # at the 2nd step, rows 0 and 2 of the batch say EOS
+            logits[[0, 2]] = -1e9
+            logits[[0, 2], eos] = 0.0
+        return logits
+
+    monkeypatch.setattr(eng, "_last_logits", fake)
+    out = eng.generate(PROMPTS[:4], SamplingParams(num_samples=1, temperature=0.0, max_new_tokens=5))
+    assert sizes[:2] == [4, 4] and all(s == 2 for s in sizes[2:]) and len(sizes) == 5
+    assert sorted(r[0]["num_tokens"] for r in out) == [2, 2, 5, 5]

@@ -193,3 +193,33 @@ def test_meta_on_tiny_model(tiny_model):
     assert s["judgements"] == 6 and s["parse_failures"] == 6  # a random model never writes a verdict
     assert out == []
     assert j.output_kind == "preferences"
+
+
+def test_meta_expected_mode_by_hand(monkeypatch):
+    """q(x beats y) = (p_A(x first) + 1 − p_A(y first)) / 2 enters the win matrix as a fraction."""
+    j = MetaJudge(MetaJudgeConfig(mode="expected", max_class_frac=1.0))
+    # the case's judgements in order: poor(1), EXCELLENT(5), fine(3); pairs (0,1), (0,2), (1,2),
+    # each asked as (a first) then (b first). P(first shown wins):
+    p = {(0, 1): 0.6, (1, 0): 0.9,   # EXCELLENT beats poor: q(poor) = (0.6 + 0.1) / 2 = 0.35
+         (0, 2): 0.5, (2, 0): 0.7,   # fine beats poor: q(poor) = 0.4
+         (1, 2): 0.8, (2, 1): 0.4}   # EXCELLENT beats fine: q = 0.7
+    order = [(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1)]
+    monkeypatch.setattr(j, "_first_wins_prob", lambda texts: [p[o] for o in order])
+    (pair,) = j.score_records([_scored_record()])
+    assert pair["chosen"] == "EXCELLENT reasoning Score: 5" and pair["rejected"] == "poor reasoning Score: 1"
+    w = np.zeros((3, 3))
+    w[0, 1], w[1, 0] = 0.35, 0.65
+    w[0, 2], w[2, 0] = 0.4, 0.6
+    w[1, 2], w[2, 1] = 0.7, 0.3
+    elo = elo_from_wins(w)
+    assert pair["meta"]["chosen_elo"] == pytest.approx(elo[1]) and pair["meta"]["rejected_elo"] == pytest.approx(elo[0])
+    assert j.stats()["parse_failures"] == 0
+
+
+def test_meta_expected_mode_on_tiny_model(tiny_model):
+    j = build_judge({"type": "meta", "model": str(tiny_model), "mode": "expected", "max_class_frac": 1.0})
+    out = j.score_records([_scored_record()])
+    s = j.stats()
+    assert s["judgements"] == 6 and s["parse_failures"] == 0
+    assert 0.0 < s["valid_mass_mean"] <= 1.0
+    assert s["meta_pairs"] == len(out) <= 1

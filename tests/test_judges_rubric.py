@@ -188,3 +188,78 @@ def test_cli_judge_expected(tiny_model, tmp_path):
     except SystemExit as e:
         code = int(e.code or 0)
     assert code == 1
+
+
+# -------------------------------------------------------------------------------------- reasoned mode
+def test_next_token_logprobs_with_top(tiny_model, tokenizer):
+    import torch
+
+    from selfalign.judges.base import next_token_logprobs
+    from selfalign.models.load import load_causal_lm
+
+    lm = load_causal_lm(tiny_model)
+    texts = ["Score: ", "A longer context. Score: "]
+    lp = next_token_logprobs(lm, tokenizer, texts, [15, 16], batch_size=2, with_top=True)
+    assert lp.shape == (2, 3)
+    for i, t in enumerate(texts):
+        ids = torch.tensor([tokenizer(t, add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            full = torch.log_softmax(lm(input_ids=ids).logits[0, -1].float(), -1)
+        assert lp[i, :2].tolist() == pytest.approx(full[[15, 16]].tolist(), abs=1e-4)
+        assert lp[i, 2].item() == pytest.approx(full.max().item(), abs=1e-4)
+
+
+def test_reasoned_mode_scores_by_hand(monkeypatch):
+    """Score = the value token ranked highest; a judge whose first choice is not a value fails."""
+    judges = ["Clear and correct.", "Misses the point.", "Rambles."]
+    j = RubricJudge(RubricJudgeConfig(mode="reasoned", num_evals=3),
+                    generate_fn=lambda texts, keys: [judges for _ in texts])
+    ninf = -50.0
+    rows = {  # value log-probs for 0..5, then the vocabulary's top log-prob
+        "Clear and correct.\n": [ninf, ninf, ninf, -2.0, -0.5, -1.0, -0.5],   # 4 is the top token
+        "Misses the point.\n": [ninf, -0.2, -2.0, ninf, ninf, ninf, -0.2],    # 1
+        "Rambles.\n": [-3.0, ninf, ninf, ninf, ninf, ninf, -0.1],             # top is not a score
+    }
+    seen = []
+
+    def fake(texts, continuations, label, with_top=False):
+        import torch
+
+        assert with_top and label == "reasoned"
+        seen.extend(continuations)
+        return torch.tensor([rows[c] for c in continuations])
+
+    monkeypatch.setattr(j, "_score_logprobs", fake)
+    out = j.score_records(RECORDS[:1])
+    assert len(seen) == 6  # 2 responses × 3 judgements
+    for r in out[0]["responses"]:
+        js = r["judgements"]
+        assert [x["score"] for x in js] == [4.0, 1.0, None]
+        assert js[0]["text"] == "Clear and correct.\nScore: 4" and js[2]["text"] == "Rambles."
+        assert r["score"] == pytest.approx(2.5) and r["score_var"] == pytest.approx(2.25)
+    s = j.stats()
+    assert s["judgements"] == 6 and s["parse_failures"] == 2
+
+
+def test_reasoned_mode_on_tiny_model(tiny_model, tokenizer):
+    from selfalign.judges.base import next_token_logprobs, render_user_turn
+    from selfalign.models.load import load_causal_lm
+
+    lm = load_causal_lm(tiny_model)
+    j = build_judge({"type": "rubric", "mode": "reasoned", "num_evals": 2, "max_new_tokens": 5, "seed": 3},
+                    model=lm, tokenizer=tokenizer)
+    out = j.score_records(RECORDS[:1])
+    js = out[0]["responses"][0]["judgements"]
+    assert len(js) == 2
+    # recompute the first judgement's verdict by hand from the model's next-token distribution
+    just = js[0]["text"].split("\nScore: ")[0] if js[0]["score"] is not None else js[0]["text"]
+    ctx = render_user_turn(tokenizer, j.judge_prompt(RECORDS[0]["prompt"], RECORDS[0]["responses"][0]))[0]
+    _, ids = continuation_ids(tokenizer, ctx + just + "\nScore: ", [str(v) for v in range(6)])
+    row = next_token_logprobs(lm, tokenizer, [ctx + just + "\nScore:"], ids, with_top=True)[0].tolist()
+    ok = max(row[:-1]) >= row[-1] - 1e-6
+    assert (js[0]["score"] is not None) == ok
+    if ok:
+        assert js[0]["score"] == float(max(range(6), key=lambda k: row[k]))
+    s = j.stats()
+    assert s["judgements"] == 4 and 0 <= s["parse_failures"] <= 4
+    assert 0.0 < s["valid_mass_mean"] <= 1.0

@@ -76,6 +76,8 @@ class EngineConfig(StrictModel):
     system_prompt: str | None = None
     max_prompt_tokens: int | None = Field(None, ge=1, description="keep only the last N prompt tokens")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+    prune: bool = Field(True, description="drop finished rows from the batch (our decode loop); "
+                                          "False = transformers' generate")
 
 
 class GenerateConfig(SamplingParams, EngineConfig):
@@ -124,7 +126,7 @@ def build_engine(cfg: EngineConfig | dict, *, model: Any = None, tokenizer: Any 
         return HFEngine(model if model is not None else cfg.model, tokenizer, batch_size=cfg.batch_size,
                         dtype=cfg.dtype, device=cfg.device, chat_template=cfg.chat_template,
                         system_prompt=cfg.system_prompt, max_prompt_tokens=cfg.max_prompt_tokens,
-                        num_threads=cfg.num_threads)
+                        num_threads=cfg.num_threads, prune=cfg.prune)
     raise ConfigError(f"backend: unknown generation backend {cfg.backend!r} (available: hf)")
 
 

@@ -4,10 +4,17 @@ Throughput on CPU and GPU comes from putting many sequences in each ``generate``
 are sorted by token length (so a batch wastes little padding), each prompt is repeated
 ``num_samples`` times inside the batch, prompts are left-padded, and the KV cache is used.
 
-Sampling is done by a logits processor with one ``torch.Generator`` per row (seeded from the seed,
-the record key and the sample index) and ``generate`` runs in greedy mode on the processor's
-one-hot output. That makes a prompt's samples independent of its batch neighbours and of the
-batch size. Stop strings end a row as soon as its recent text contains one.
+Sampling uses one ``torch.Generator`` per row (seeded from the seed, the record key and the sample
+index), which makes a prompt's samples independent of its batch neighbours and of the batch size.
+Stop strings end a row as soon as its recent text contains one.
+
+Decoding is our own loop over the model's forward with a ``DynamicCache`` (``prune=True``, the
+default): a row that has finished (EOS, stop string) leaves the batch — its KV cache rows are
+dropped — so the remaining rows stop paying for it. ``transformers``' ``generate`` keeps finished
+rows in the batch until the longest one ends; with answers of mixed lengths that is a quarter or
+more of the decode work. ``prune=False`` runs ``generate`` with the same sampler (a logits
+processor) and gives the same tokens (tested); it is the fallback for models whose cache cannot
+drop rows.
 """
 
 from __future__ import annotations
@@ -88,7 +95,18 @@ class RowSampler(LogitsProcessor):
     # top-p looks at the best 256 tokens, then 4096, then all: exact, and cheap when mass is peaked
     nucleus_candidates = 256
 
+    def keep(self, rows: Sequence[int]) -> None:
+        """Keep only the generators of ``rows`` (rows that finished leave the batch)."""
+        self.gens = [self.gens[i] for i in rows]
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        idx = self.sample(scores)
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, idx, 0.0)
+        return out
+
+    def sample(self, scores: torch.Tensor) -> torch.Tensor:
+        """One sampled token id per row, shape (B, 1); draws one uniform number per row."""
         x = scores.float() / self.temperature
         vocab = x.shape[-1]
         u = torch.tensor([torch.rand((), generator=g).item() for g in self.gens], dtype=torch.float32,
@@ -119,9 +137,7 @@ class RowSampler(LogitsProcessor):
             pos = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp(max=probs.shape[-1] - 1)
             pos = torch.where(probs.gather(-1, pos) <= 0, torch.zeros_like(pos), pos)
             idx = order.gather(-1, pos)
-        out = torch.full_like(scores, float("-inf"))
-        out.scatter_(1, idx, 0.0)
-        return out
+        return idx
 
 
 class StopOnStrings(StoppingCriteria):
@@ -163,7 +179,7 @@ class HFEngine:
     def __init__(self, model_or_spec: Any, tokenizer: Any = None, *, batch_size: int = 64,
                  dtype: str = "float32", device: str | None = None, chat_template: bool = True,
                  system_prompt: str | None = None, max_prompt_tokens: int | None = None,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, prune: bool = True):
         from selfalign.models.load import load_causal_lm, load_tokenizer
         from selfalign.utils.progress import status
 
@@ -182,6 +198,7 @@ class HFEngine:
         if num_threads:
             torch.set_num_threads(num_threads)
         self.batch_size = batch_size
+        self.prune = prune
         self.chat_template = chat_template
         self.system_prompt = system_prompt
         self.max_prompt_tokens = max_prompt_tokens
@@ -239,8 +256,6 @@ class HFEngine:
         return results  # type: ignore[return-value]
 
     def _generate_rows(self, rows: list[list[int]], seeds: list[int], params: SamplingParams) -> list[dict]:
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
-
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -249,6 +264,72 @@ class HFEngine:
             mask[j, width - len(r):] = 1
         dev = self.device
         ids, mask = ids.to(dev), mask.to(dev)
+        if self.prune:
+            gen = self._decode(ids, mask, seeds, params)
+        else:
+            gen = self._hf_generate(ids, mask, seeds, params)
+        eos = set(self.eos_ids)
+        end = eos | {self.pad_id}
+        return [parse_row(self.tokenizer, g, eos, end, params.stop) for g in gen]
+
+    def _decode(self, ids: torch.Tensor, mask: torch.Tensor, seeds: list[int],
+                params: SamplingParams) -> list[list[int]]:
+        """Token ids generated for each row by the pruning decode loop (see the module docstring).
+
+        Row r ends after an EOS token, when its text since the prompt contains a stop string, or
+        after ``max_new_tokens``; the finished rows' cache entries are dropped at once.
+        """
+        from transformers import DynamicCache
+
+        n = ids.shape[0]
+        sampler = RowSampler(seeds, params.temperature, params.top_k, params.top_p) \
+            if params.temperature > 0 else None
+        eos = torch.tensor(self.eos_ids, dtype=torch.long, device=ids.device)
+        stops = StopOnStrings(self.tokenizer, params.stop, 0) if params.stop else None
+        out: list[list[int]] = [[] for _ in range(n)]
+        alive = list(range(n))  # original row index of each row still in the batch
+        cache = DynamicCache(config=self.model.config)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        step_ids = ids
+        with torch.inference_mode():
+            for _ in range(params.max_new_tokens):
+                logits = self._last_logits(step_ids, mask, pos, cache)
+                nxt = sampler.sample(logits) if sampler is not None else logits.argmax(-1, keepdim=True)
+                for j, r in enumerate(alive):
+                    out[r].append(int(nxt[j, 0]))
+                done = torch.isin(nxt[:, 0], eos)
+                if stops is not None:
+                    tails = [torch.tensor(out[r][-stops.window:], dtype=torch.long).unsqueeze(0) for r in alive]
+                    done |= torch.tensor([bool(stops(t, None)[0]) for t in tails], device=done.device)
+                if bool(done.all()):
+                    break
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+                pos = mask.sum(-1, keepdim=True) - 1
+                step_ids = nxt
+                if bool(done.any()):
+                    keep = (~done).nonzero().flatten()
+                    cache.batch_select_indices(keep)
+                    mask, pos, step_ids = mask[keep], pos[keep], step_ids[keep]
+                    if sampler is not None:
+                        sampler.keep(keep.tolist())
+                    alive = [alive[j] for j in keep.tolist()]
+        return out
+
+    def _last_logits(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
+        try:
+            o = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                           use_cache=True, logits_to_keep=1)
+        except TypeError:  # models without logits_to_keep
+            o = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                           use_cache=True)
+        return o.logits[:, -1, :].float()
+
+    def _hf_generate(self, ids: torch.Tensor, mask: torch.Tensor, seeds: list[int],
+                     params: SamplingParams) -> list[list[int]]:
+        """Token ids per row from ``transformers``' ``generate`` (greedy on the sampler's output)."""
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        width = ids.shape[1]
         gc = GenerationConfig(max_new_tokens=params.max_new_tokens, do_sample=False, num_beams=1,
                               eos_token_id=self.eos_ids, pad_token_id=self.pad_id, use_cache=True,
                               repetition_penalty=1.0, no_repeat_ngram_size=0, min_new_tokens=0)
@@ -261,7 +342,4 @@ class HFEngine:
         with torch.inference_mode():
             out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gc,
                                       logits_processor=procs, stopping_criteria=stops)
-        gen = out[:, width:].tolist()
-        eos = set(self.eos_ids)
-        end = eos | {self.pad_id}
-        return [parse_row(self.tokenizer, g, eos, end, params.stop) for g in gen]
+        return out[:, width:].tolist()

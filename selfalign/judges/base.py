@@ -423,15 +423,17 @@ def _forward_last_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> t
 
 def next_token_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], token_ids: Sequence[int],
                         batch_size: int = 8, add_special_tokens: bool = False,
-                        on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+                        on_batch: Callable[[int], None] | None = None,
+                        with_top: bool = False) -> torch.Tensor:
     """Log-probabilities [len(texts), len(token_ids)] of ``token_ids`` as the next token after each
     text (log-softmax over the whole vocabulary, one forward pass per text, batched with left
-    padding; texts sorted by length to limit padding)."""
+    padding; texts sorted by length to limit padding). ``with_top`` appends one more column: the
+    largest log-probability over the whole vocabulary (the model's own first choice)."""
     enc = [list(tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"]) for t in texts]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
     cand = torch.tensor(list(token_ids), dtype=torch.long)
-    out = torch.empty((len(texts), len(cand)), dtype=torch.float32)
+    out = torch.empty((len(texts), len(cand) + int(with_top)), dtype=torch.float32)
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
     was_training = model.training
     model.eval()
@@ -447,7 +449,10 @@ def next_token_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], token_
                     mask[row, width - len(enc[i]):] = 1
                 logits = _forward_last_logits(model, ids.to(device), mask.to(device))
                 logp = torch.log_softmax(logits, dim=-1).cpu()
-                out[torch.tensor(idx)] = logp[:, cand]
+                rows = logp[:, cand]
+                if with_top:
+                    rows = torch.cat([rows, logp.max(-1, keepdim=True).values], dim=-1)
+                out[torch.tensor(idx)] = rows
                 if on_batch is not None:
                     on_batch(len(idx))
     finally:

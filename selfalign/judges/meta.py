@@ -10,7 +10,12 @@ response). For each record:
    (``resources/templates/meta_judge.txt``); its answer is parsed with ``winner_regex``
    (``Winner: Judgement A|B``; none → a parse failure, counted). A judgement that wins in both
    orders wins the pair; anything else (disagreement or a parse failure) is a tie, counted as half
-   a win for each side.
+   a win for each side. ``mode: expected`` (for models too small to keep the answer format) reads
+   the answer from one forward pass instead: after the prefix ``"Winner: Judgement "`` the
+   probabilities of the tokens "A" and "B", renormalised, give p_AB = P(first shown wins). Over both
+   orders x beats y with probability q = (p_AB(x first) + 1 − p_AB(y first)) / 2, and the win
+   matrix gets q for x over y and 1 − q for y over x (never a parse failure; ``valid_mass``, the
+   probability on "A" or "B", is reported).
 3. Fit Elo ratings from the win matrix (:func:`elo_from_wins`). The meta pair is
    (judge prompt, best-Elo judgement) vs (judge prompt, worst-Elo judgement), with the original,
    unstripped judgement texts. Dropped: an Elo tie, a best or worst judgement without a valid
@@ -141,6 +146,9 @@ class MetaJudgeConfig(JudgeConfig):
     judge_template: str = Field("rubric", description="the rubric template the judgements answered")
     score_regex: str = DEFAULT_SCORE_REGEX
     winner_regex: str = DEFAULT_WINNER_REGEX
+    mode: Literal["generate", "expected"] = Field("generate", description="generate: parse a written "
+                                                  "verdict; expected: P(A) vs P(B) after expected_prefix")
+    expected_prefix: str = "Winner: Judgement "
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, ge=1)
@@ -245,6 +253,35 @@ class MetaJudge(Judge):
             outs = engine.generate(texts, params, keys=keys, on_progress=progress)
         return [o[0]["text"] for o in outs]
 
+    def _first_wins_prob(self, texts: list[str]) -> list[float]:
+        """P("A") / (P("A") + P("B")) after ``expected_prefix`` for each meta-judge prompt."""
+        import math
+
+        from selfalign.judges.base import continuation_ids, next_token_logprobs, render_user_turn
+        from selfalign.utils.progress import Bar
+
+        if not texts:
+            return []
+        special = False
+        contexts = []
+        for t in texts:
+            rendered, special = render_user_turn(self.tokenizer, t)
+            contexts.append(rendered + self.cfg.expected_prefix)
+        ctx0, ids = continuation_ids(self.tokenizer, contexts[0], ["A", "B"], special)
+        if ctx0 != contexts[0]:
+            cut = len(contexts[0]) - len(ctx0)
+            contexts = [c[:-cut] for c in contexts]
+        with Bar(f"meta-judging ({self.name}, expected)", total=len(texts), unit="comparison") as bar:
+            logp = next_token_logprobs(self.model, self.tokenizer, contexts, ids, self.cfg.batch_size,
+                                       special, on_batch=bar.advance)
+        out = []
+        for la, lb in logp.tolist():
+            pa, pb = math.exp(la), math.exp(lb)
+            self._stats.add_judgement(pa + pb > 0)
+            self._stats.observe("valid_mass", pa + pb)
+            out.append(pa / (pa + pb) if pa + pb > 0 else 0.5)
+        return out
+
     # ------------------------------------------------------------------------------------ scoring
     def score_records(self, records: list[dict]) -> list[dict]:
         cases = []  # (record, response index, [(original judgement index, text, score)])
@@ -269,9 +306,16 @@ class MetaJudge(Judge):
                     texts.append(fill_template(self.template, judge_prompt=jp, judgement_a=stripped[first],
                                                judgement_b=stripped[second]))
                     keys.append(f"{rec.get('id')}\x1f{j}\x1f{js[a][0]}\x1f{js[b][0]}\x1f{tag}")
-        answers = self._generate(texts, keys)
         wins = [np.zeros((len(js), len(js))) for _, _, js in cases]
-        for k, (c, a, b) in enumerate(jobs):
+        if self.cfg.mode == "expected":
+            p_first = self._first_wins_prob(texts)
+            for k, (c, a, b) in enumerate(jobs):
+                q = 0.5 * (p_first[2 * k] + 1.0 - p_first[2 * k + 1])
+                wins[c][a, b] += q
+                wins[c][b, a] += 1.0 - q
+                self._stats.add_comparison(1 if q > 0.5 else 2 if q < 0.5 else 0)
+        answers = self._generate(texts, keys) if self.cfg.mode == "generate" else []
+        for k, (c, a, b) in enumerate(jobs if self.cfg.mode == "generate" else []):
             w1 = parse_winner(answers[2 * k], self.winner_rx)
             w2 = parse_winner(answers[2 * k + 1], self.winner_rx)
             self._stats.add_judgement(w1 is not None)

@@ -14,6 +14,14 @@ response (``resources/templates/rubric.txt`` by default; any file with ``{prompt
   score = Σ_v v·p(v) / Σ_v p(v). Continuous, never a parse failure. ``valid_mass`` = Σ_v p(v) (the
   probability the judge put on a valid score token) is stored and reported (mean);
   ``score_var`` = Σ_v p(v)(v − score)² / Σ_v p(v), the spread of the judge's own distribution.
+* ``reasoned`` — for models too small to keep the answer format (SmolLM2-135M never writes
+  "Score: n" on its own): the judge writes ``num_evals`` sampled justifications, each stopped at
+  ``Score:``; then each justification is followed by ``"\n" + expected_prefix`` and the score is the
+  value token the judge ranks highest, argmax_v p(v). A parse failure (score None, counted) is a
+  judgement whose most likely next token over the whole vocabulary is not a value token. The
+  judgement text is ``justification + "\n" + expected_prefix + score`` — what a judge that keeps the
+  format would have written — so the meta-judge and DPO on judge pairs see well-formed judgements.
+  Mean and ``score_var`` over the valid judgements as in ``sample`` mode.
 """
 
 from __future__ import annotations
@@ -50,9 +58,9 @@ class RubricJudgeConfig(JudgeConfig):
     model: str | None = Field(None, description="judge model spec; None = the model passed in (policy)")
     dtype: str = "float32"
     device: str | None = None
-    mode: Literal["sample", "expected"] = "sample"
+    mode: Literal["sample", "expected", "reasoned"] = "sample"
     template: str = Field("rubric", description="shipped template name or a file with {prompt} {response}")
-    num_evals: int = Field(3, ge=1, description="sampled judgements per response (sample mode)")
+    num_evals: int = Field(3, ge=1, description="sampled judgements per response (sample, reasoned)")
     score_regex: str = DEFAULT_SCORE_REGEX
     low: float = 0.0
     high: float = 5.0
@@ -144,9 +152,11 @@ class RubricJudge(Judge):
     def score_records(self, records: list[dict]) -> list[dict]:
         items = [(ri, j) for ri, rec in enumerate(records) for j in range(len(rec.get("responses", [])))]
         texts = [self.judge_prompt(records[ri]["prompt"], records[ri]["responses"][j]) for ri, j in items]
+        keys = [f"{records[ri].get('id', ri)}\x1f{j}" for ri, j in items]
         if self.cfg.mode == "sample":
-            keys = [f"{records[ri].get('id', ri)}\x1f{j}" for ri, j in items]
-            judged = self._sample(texts, keys)
+            judged = self._parse_samples(self._sample(texts, keys))
+        elif self.cfg.mode == "reasoned":
+            judged = self._reasoned(texts, keys)
         else:
             judged = self._expected(texts)
         per_record: list[list[list[dict]]] = [[[] for _ in rec.get("responses", [])] for rec in records]
@@ -160,18 +170,18 @@ class RubricJudge(Judge):
         return out
 
     # ------------------------------------------------------------------------------------ sample
-    def _sample(self, texts: list[str], keys: list[str]) -> list[list[dict]]:
+    def _sample(self, texts: list[str], keys: list[str], stop: list[str] | None = None) -> list[list[dict]]:
+        """``num_evals`` sampled judge answers per text: ``[{"text", "finish"}]`` lists."""
         from selfalign.generation.engine import SamplingParams
         from selfalign.generation.hf import HFEngine
         from selfalign.utils.progress import Bar
 
         cfg = self.cfg
         if self._generate_fn is not None:
-            outs = [[{"text": t, "finish": "stop"} for t in samples] for samples in self._generate_fn(texts, keys)]
-            return self._parse_samples(outs)
+            return [[{"text": t, "finish": "stop"} for t in samples] for samples in self._generate_fn(texts, keys)]
         engine = HFEngine(self.model, self.tokenizer, batch_size=cfg.batch_size)
         params = SamplingParams(num_samples=cfg.num_evals, temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, stop=stop or [])
         with Bar(f"judging ({self.name}, sample)", total=len(texts), unit="response") as bar:
             last = [0]
 
@@ -179,8 +189,7 @@ class RubricJudge(Judge):
                 bar.advance(done - last[0])
                 last[0] = done
 
-            outs = engine.generate(texts, params, keys=keys, on_progress=progress)
-        return self._parse_samples(outs)
+            return engine.generate(texts, params, keys=keys, on_progress=progress)
 
     def _parse_samples(self, outs: list[list[dict]]) -> list[list[dict]]:
         cfg = self.cfg
@@ -194,26 +203,55 @@ class RubricJudge(Judge):
             judged.append(js)
         return judged
 
-    # ---------------------------------------------------------------------------------- expected
-    def _expected(self, texts: list[str]) -> list[list[dict]]:
+    # ---------------------------------------------------------------------------------- reasoned
+    def _reasoned(self, texts: list[str], keys: list[str]) -> list[list[dict]]:
+        cfg = self.cfg
+        values = cfg.values()
+        samples = self._sample(texts, keys, stop=["Score:"])
+        flat = [(i, s["text"].rstrip(), s.get("finish")) for i, ss in enumerate(samples) for s in ss]
+        if not flat:
+            return [[] for _ in texts]
+        logp = self._score_logprobs([texts[i] for i, _, _ in flat], [f"{j}\n" for _, j, _ in flat],
+                                    "reasoned", with_top=True)
+        judged: list[list[dict]] = [[] for _ in texts]
+        for (i, just, finish), row in zip(flat, logp.tolist(), strict=True):
+            lp, top = row[:-1], row[-1]
+            best = max(range(len(values)), key=lambda k: lp[k])
+            ok = lp[best] >= top - 1e-6  # the judge's own first choice is a score token
+            self._stats.add_judgement(ok)
+            self._stats.observe("valid_mass", sum(math.exp(x) for x in lp))
+            score = float(values[best]) if ok else None
+            text = f"{just}\n{cfg.expected_prefix}{values[best]}" if ok else just
+            judged[i].append({"text": text, "score": score, "finish": finish})
+        return judged
+
+    def _score_logprobs(self, texts: list[str], continuations: list[str], label: str,
+                        with_top: bool = False):
+        """Next-token log-probs of the value tokens after user turn ``texts[i]`` answered with
+        ``continuations[i] + expected_prefix`` (one forward pass each)."""
         from selfalign.utils.progress import Bar
 
+        cfg = self.cfg
+        contexts = []
+        special = False
+        for t, c in zip(texts, continuations, strict=True):
+            rendered, special = render_user_turn(self.tokenizer, t)
+            contexts.append(rendered + c + cfg.expected_prefix)
+        ctx0, ids = continuation_ids(self.tokenizer, contexts[0], [str(v) for v in cfg.values()], special)
+        if ctx0 != contexts[0]:  # the tokenizer glues the prefix's trailing space to the number
+            cut = len(contexts[0]) - len(ctx0)
+            contexts = [c[:-cut] for c in contexts]
+        with Bar(f"judging ({self.name}, {label})", total=len(texts), unit="judgement") as bar:
+            return next_token_logprobs(self.model, self.tokenizer, contexts, ids, cfg.batch_size, special,
+                                       on_batch=bar.advance, with_top=with_top)
+
+    # ---------------------------------------------------------------------------------- expected
+    def _expected(self, texts: list[str]) -> list[list[dict]]:
         cfg = self.cfg
         values = cfg.values()
         if not texts:
             return []
-        contexts = []
-        special = False
-        for t in texts:
-            rendered, special = render_user_turn(self.tokenizer, t)
-            contexts.append(rendered + cfg.expected_prefix)
-        ctx0, ids = continuation_ids(self.tokenizer, contexts[0], [str(v) for v in values], special)
-        if ctx0 != contexts[0]:  # the tokenizer glues the prefix's trailing space to the number
-            cut = len(contexts[0]) - len(ctx0)
-            contexts = [c[:-cut] for c in contexts]
-        with Bar(f"judging ({self.name}, expected)", total=len(texts), unit="response") as bar:
-            logp = next_token_logprobs(self.model, self.tokenizer, contexts, ids, cfg.batch_size, special,
-                                       on_batch=bar.advance)
+        logp = self._score_logprobs(texts, [""] * len(texts), "expected")
         judged = []
         for row in logp.tolist():
             score, mass, var, probs = expected_score(row, values)

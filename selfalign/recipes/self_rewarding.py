@@ -56,6 +56,9 @@ class MetaJudgeSection(StrictModel):
     pct: float = Field(0.15, ge=0.0, lt=1.0, description="max fraction of training slots for meta pairs")
     max_class_frac: float = 0.4
     template: str | None = None
+    mode: Literal["generate", "expected"] = "generate"  # expected: P(A) vs P(B), for tiny models
+    max_new_tokens: int = 256
+    batch_size: int = 16
 
 
 class ValidationSection(StrictModel):
@@ -217,8 +220,10 @@ def stage_pair(st: Stage, cfg: SelfRewardingConfig, scored: Path, policy: Path) 
     if cfg.meta_judge.enabled:
         from selfalign.judges import build_judge
 
-        mj: dict[str, Any] = {"type": "meta", "model": str(policy),
-                              "max_class_frac": cfg.meta_judge.max_class_frac}
+        mj: dict[str, Any] = {"type": "meta", "model": str(policy), "seed": cfg.seed * 100 + t,
+                              "max_class_frac": cfg.meta_judge.max_class_frac, "mode": cfg.meta_judge.mode,
+                              "max_new_tokens": cfg.meta_judge.max_new_tokens,
+                              "batch_size": cfg.meta_judge.batch_size}
         if cfg.meta_judge.template:
             mj["template"] = cfg.meta_judge.template
         judge = build_judge(mj)
@@ -342,7 +347,8 @@ def run_recipe(cfg: SelfRewardingConfig) -> Run:
         res = run.stage("validate", 0, 2, lambda st: stage_validate(st, cfg, m0, m0, Path(cfg.heldout_file),
                                                                      None),
                         inputs={"model": m0, "heldout": cfg.heldout_file},
-                        config={**val_cfg, "seed": cfg.seed})
+                        config={**{k: v for k, v in val_cfg.items() if k != "win_rate_judge"},
+                                "seed": cfg.seed})  # M_0 is not compared with itself
         base_answers = res.outputs["data"]
     for t in range(1, cfg.iterations + 1):
         console.rule(f"[bold magenta]iteration {t}/{cfg.iterations}")
