@@ -40,7 +40,7 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": dict(model="smollm2-135m", steps=3, batch_size=8, records=24,
                   gen=dict(num_prompts=8, num_samples=4, max_new_tokens=64, batch_size=64)),
     "full": dict(model="smollm2-135m", steps=8, batch_size=8, records=64,
-                 gen=dict(num_prompts=64, num_samples=4, max_new_tokens=128, batch_size=64)),
+                 gen=dict(num_prompts=64, num_samples=4, max_new_tokens=128, batch_size=128)),
 }
 
 

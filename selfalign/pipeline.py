@@ -6,7 +6,10 @@ records a ``manifest.json``::
     {"stage", "round", "step", "status": "running" | "done" | "failed",
      "inputs": {name: {"path", "hash"}}, "config_hash", "config",
      "outputs": {name: {"path", "hash"}}, "metrics": {...},
-     "started", "finished", "seconds", "attempts"}
+     "started", "finished", "seconds", "attempts", "peak_rss_mb"}
+
+``peak_rss_mb`` is the process's peak resident memory when the stage ended (the peak so far of the
+whole run process, so it never decreases from one stage to the next).
 
 Rules (what "re-run the same command" does):
 
@@ -213,7 +216,7 @@ class Run:
         secs = builtins.round(time.time() - t0, 3)
         manifest.update(
             status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), seconds=secs,
-            metrics=_jsonable(st.metrics),
+            metrics=_jsonable(st.metrics), peak_rss_mb=_peak_rss_mb(),
             outputs={k: {"path": str(p), "hash": hash_path(p)} for k, p in st.outputs.items()},
         )
         _write_json_atomic(sdir / MANIFEST, manifest)
@@ -235,3 +238,15 @@ class Run:
 
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory of this process in MiB (None where the platform cannot say)."""
+    try:
+        import resource
+        import sys
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError):
+        return None
+    return builtins.round(r / 2**20 if sys.platform == "darwin" else r / 1024, 1)

@@ -19,10 +19,11 @@ def generate(args: list[str] = _ARGS):
     """
     from rich.console import Console
 
-    from selfalign.cli.judge import stats_table, write_stats
+    from selfalign.cli.judge import write_stats
     from selfalign.config import load_config, split_config_args
     from selfalign.data.formats import load_prompts
     from selfalign.generation import GenerateConfig, build_engine, generate_records, generation_summary
+    from selfalign.utils.progress import stats_table
 
     path, overrides = split_config_args(list(args or []))
     cfg = load_config(GenerateConfig, path, overrides)

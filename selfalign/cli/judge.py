@@ -11,9 +11,9 @@ from typing import Any
 import typer
 from pydantic import Field
 from rich.console import Console
-from rich.table import Table
 
 from selfalign.config import StrictModel
+from selfalign.utils.progress import stats_table
 
 _ARGS = typer.Argument(None, help="An optional config YAML, then KEY=VALUE overrides (e.g. judge.mode=expected).",
                        show_default=False)
@@ -42,23 +42,6 @@ def write_stats(output: str | Path, stats: dict[str, Any]) -> Path:
         tmp.write_text(json.dumps(stats, indent=2, default=str) + "\n", encoding="utf-8")
     return path
 
-
-def stats_table(stats: dict[str, Any], title: str) -> Table:
-    """Two-column rich table; nested dicts (histograms) on one line, floats to 4 digits."""
-    table = Table(title=title)
-    table.add_column("statistic")
-    table.add_column("value", justify="right")
-    for key, value in stats.items():
-        if isinstance(value, dict):
-            text = "  ".join(f"{k}:{v:.4g}" if isinstance(v, float) else f"{k}:{v}" for k, v in value.items()) or "-"
-        elif isinstance(value, float):
-            text = f"{value:.4g}"
-        elif value is None:
-            text = "-"
-        else:
-            text = str(value)
-        table.add_row(key, text)
-    return table
 
 
 def check_candidates(path: str | Path, kind: str, limit: int | None = None) -> list[dict]:

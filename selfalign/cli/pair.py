@@ -4,31 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from selfalign.preferences import STRATEGIES
-
-
-def stats_table(stats: dict[str, Any], title: str = "pairs") -> Table:
-    """A two-column rich table of pair statistics (nested dicts flattened, floats rounded)."""
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in stats.items():
-        if isinstance(value, dict):
-            text = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
-        elif isinstance(value, float):
-            text = f"{value:.4g}"
-        elif value is None:
-            text = "-"
-        else:
-            text = str(value)
-        table.add_row(key, text)
-    return table
+from selfalign.utils.progress import stats_table
 
 
 def pair(
@@ -61,7 +42,7 @@ def pair(
     if stats_json is not None:
         with atomic_output(stats_json) as tmp:
             tmp.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    Console().print(stats_table(stats, title=f"{strategy}: {input} → {output}"))
+    Console().print(stats_table(stats, f"{strategy}: {input} → {output}"))
 
 
 def register(app: typer.Typer) -> None:

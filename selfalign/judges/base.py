@@ -60,6 +60,19 @@ JUDGE_MODULES: dict[str, str] = {
 _REGISTRY: dict[str, tuple[type[JudgeConfig], type[Judge]]] = {}
 
 
+def check_regex(value: str, what: str = "the regex") -> str:
+    """Config validator: ``value`` compiles and has a capture group (else ValueError naming it)."""
+    import re
+
+    try:
+        rx = re.compile(value)
+    except re.error as e:
+        raise ValueError(f"invalid regular expression: {e}") from None
+    if rx.groups < 1:
+        raise ValueError(f"{what} needs a capture group")
+    return value
+
+
 class JudgeConfig(StrictModel):
     """Fields every judge config has; each judge subclasses it with its own options."""
 

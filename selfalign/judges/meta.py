@@ -44,6 +44,7 @@ from pydantic import Field, field_validator
 from selfalign.judges.base import (
     Judge,
     JudgeConfig,
+    check_regex,
     fill_template,
     load_judge_lm,
     load_template,
@@ -160,13 +161,7 @@ class MetaJudgeConfig(JudgeConfig):
     @field_validator("score_regex", "winner_regex")
     @classmethod
     def _regex(cls, v: str) -> str:
-        try:
-            rx = re.compile(v)
-        except re.error as e:
-            raise ValueError(f"invalid regular expression: {e}") from None
-        if rx.groups < 1:
-            raise ValueError("the regex needs a capture group")
-        return v
+        return check_regex(v)
 
 
 _COUNTS = ("skipped_no_disagreement", "dropped_elo_tie", "dropped_unparsed_score", "dropped_equal_scores",
@@ -358,4 +353,6 @@ class MetaJudge(Judge):
         self.counts["meta_pairs"] += len(kept)
         for p in kept:
             self._stats.add_response(p["chosen_score"])
+            # how decisive the meta-judge was: a gap near 0 means a near-tie (weak training signal)
+            self._stats.observe("elo_gap", p["meta"]["chosen_elo"] - p["meta"]["rejected_elo"])
         return kept

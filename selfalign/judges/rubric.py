@@ -36,6 +36,7 @@ from pydantic import Field, field_validator, model_validator
 from selfalign.judges.base import (
     Judge,
     JudgeConfig,
+    check_regex,
     continuation_ids,
     fill_template,
     load_judge_lm,
@@ -75,13 +76,7 @@ class RubricJudgeConfig(JudgeConfig):
     @field_validator("score_regex")
     @classmethod
     def _regex(cls, v: str) -> str:
-        try:
-            rx = re.compile(v)
-        except re.error as e:
-            raise ValueError(f"invalid regular expression: {e}") from None
-        if rx.groups < 1:
-            raise ValueError("the score regex needs a capture group around the number")
-        return v
+        return check_regex(v, "the score regex (a group around the number)")
 
     @model_validator(mode="after")
     def _range(self) -> RubricJudgeConfig:

@@ -31,7 +31,7 @@ from selfalign.config import StrictModel, load_config, per_iteration
 from selfalign.data.io import read_records, write_jsonl
 from selfalign.errors import ConfigError
 from selfalign.pipeline import Run, Stage
-from selfalign.utils.progress import console
+from selfalign.utils.progress import console, stats_table
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -191,7 +191,7 @@ def stage_judge(st: Stage, cfg: SelfRewardingConfig, candidates: Path, policy: P
     scored = judge.score_records(records)
     write_jsonl(st.output("data", "data.jsonl"), scored)
     s = judge.stats()
-    _print_judge_stats(s)
+    console.print(stats_table({k: v for k, v in s.items() if k != "judge"}, f"judge: {s.get('judge')}"))
     from selfalign.eval.verifiable import judge_agreement_from_records
 
     agree = judge_agreement_from_records(scored)
@@ -383,17 +383,6 @@ def _fmt(x) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
-def _print_judge_stats(s: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"judge: {s.get('judge')}", show_header=True)
-    table.add_column("statistic")
-    table.add_column("value")
-    for k, v in s.items():
-        if k != "judge":
-            table.add_row(k, _fmt(v) if not isinstance(v, dict) else str(v))
-    console.print(table)
-
 
 def summary(run: Run) -> None:
     """Print a per-iteration summary table (validation and pair statistics)."""
@@ -418,14 +407,14 @@ def summary(run: Run) -> None:
             r["judge_check_agreement"] = mm.get("judge_check_agreement")
         elif m["stage"] == "train":
             r["train_acc"] = mm.get("acc")
-    cols = list(dict.fromkeys(k for r in rows.values() for k in r))
-    table = Table(title="selfalign run summary (round 0 = M_0)")
-    table.add_column("round")
-    for c in cols:
-        table.add_column(c)
+    # one row per metric, one column per round: stays readable however many metrics there are
+    metrics = list(dict.fromkeys(k for r in rows.values() for k in r))
+    table = Table(title="selfalign run summary (round 0: M_0; round t: its data, and the model after t iterations)")
+    table.add_column("metric")
     for rnd in sorted(rows):
-        table.add_row(str(rnd), *[_fmt(rows[rnd].get(c)) if rows[rnd].get(c) is not None else "-"
-                                  for c in cols])
+        table.add_column(f"round {rnd}", justify="right")
+    for k in metrics:
+        table.add_row(k, *[_fmt(rows[rnd].get(k)) if rows[rnd].get(k) is not None else "-" for rnd in sorted(rows)])
     console.print(table)
 
 

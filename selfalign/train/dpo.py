@@ -30,13 +30,12 @@ from safetensors.torch import save_file
 
 from selfalign.train import losses
 from selfalign.train.config import DPOConfig
-from selfalign.train.data import PairExample, collate_pairs, load_datasets, load_pairs
+from selfalign.train.data import PairExample, collate_pairs
 from selfalign.train.loop import (
     finish,
-    make_accelerator,
-    open_metrics,
+    load_pair_examples,
     prepare_for_training,
-    report_data,
+    start_training,
     train_loop,
 )
 from selfalign.utils.metrics import MetricsLogger
@@ -168,26 +167,14 @@ def train_dpo(cfg: DPOConfig, metrics: MetricsLogger | None = None) -> dict[str,
 
     With ``cfg.resume`` a run continues from the newest checkpoint in ``output_dir/checkpoints``.
     """
-    from accelerate.utils import set_seed
-
-    from selfalign.models.load import load_causal_lm, load_tokenizer
+    from selfalign.models.load import load_causal_lm
     from selfalign.models.lora import adapters_disabled
 
-    accelerator = make_accelerator(cfg)
-    set_seed(cfg.seed)
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    tok = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    datasets = load_datasets(cfg, lambda path: load_pairs(
-        path, tok, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, truncation=cfg.truncation,
-        prompt_key=cfg.prompt_key, chosen_key=cfg.chosen_key, rejected_key=cfg.rejected_key,
-        need_margin=cfg.loss_type in _JUDGED))
-    metrics = open_metrics(cfg, "dpo", metrics)
-    counts = report_data(datasets, metrics, accelerator)
-
+    start = start_training(cfg, "dpo", metrics, load_pair_examples(cfg, need_margin=cfg.loss_type in _JUDGED))
+    accelerator, datasets, pad_id = start.accelerator, start.datasets, start.pad_id
     model = load_causal_lm(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     model = prepare_for_training(model, cfg, "causal_lm")
     model.to(accelerator.device)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
 
     def logps_of(m):
         return lambda batch: sequence_logps(m, batch, cfg.average_log_prob)[0]
@@ -230,5 +217,6 @@ def train_dpo(cfg: DPOConfig, metrics: MetricsLogger | None = None) -> dict[str,
             return sequence_logps(ref_model, batch, cfg.average_log_prob)[0]
 
     objective = DPOObjective(cfg, pad_id, reference)
-    final, model = train_loop(cfg, model, objective, datasets.train, datasets.eval, accelerator, metrics, "dpo")
-    return finish(cfg, model, tok, final, counts, accelerator)
+    final, model = train_loop(cfg, model, objective, datasets.train, datasets.eval, accelerator, start.metrics,
+                              "dpo")
+    return finish(cfg, model, start.tokenizer, final, start.counts, accelerator)

@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -271,6 +273,50 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
 
 
 # ------------------------------------------------------------------------------- trainer plumbing
+@dataclass
+class TrainingStart:
+    """What every trainer sets up before its model: see :func:`start_training`."""
+
+    accelerator: Any
+    tokenizer: Any
+    datasets: Any
+    metrics: MetricsLogger
+    counts: dict[str, int]
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+
+def start_training(cfg: TrainConfig, stage: str, metrics: MetricsLogger | None,
+                   load_examples: Callable[[str, Any], list]) -> TrainingStart:
+    """Accelerator, seed, output folder, tokenizer, datasets (``load_examples(path, tokenizer)``),
+    the metrics logger, and the data report logged at step 0 — shared by the SFT, RM and DPO trainers."""
+    from accelerate.utils import set_seed
+
+    from selfalign.models.load import load_tokenizer
+    from selfalign.train.data import load_datasets
+
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.seed)
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    tok = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    datasets = load_datasets(cfg, lambda path: load_examples(path, tok))
+    metrics = open_metrics(cfg, stage, metrics)
+    counts = report_data(datasets, metrics, accelerator)
+    return TrainingStart(accelerator, tok, datasets, metrics, counts)
+
+
+def load_pair_examples(cfg: Any, need_margin: bool) -> Callable[[str, Any], list]:
+    """``load_examples`` for preference-pair trainers (RM, DPO) from the config's data keys."""
+    from selfalign.train.data import load_pairs
+
+    return lambda path, tok: load_pairs(
+        path, tok, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, truncation=cfg.truncation,
+        prompt_key=cfg.prompt_key, chosen_key=cfg.chosen_key, rejected_key=cfg.rejected_key,
+        need_margin=need_margin)
+
+
 def open_metrics(cfg: TrainConfig, stage: str, metrics: MetricsLogger | None) -> MetricsLogger:
     """The caller's logger, or one writing ``cfg.metrics_file`` (default ``output_dir/metrics.jsonl``)."""
     if metrics is not None:

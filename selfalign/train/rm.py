@@ -15,7 +15,6 @@ Example: ``train_rm(RMConfig(model="smollm2-135m", train_file="pairs.jsonl", out
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,13 +22,12 @@ import torch
 from selfalign.models.heads import RewardModel, load_reward_model
 from selfalign.train import losses
 from selfalign.train.config import RMConfig
-from selfalign.train.data import PairExample, collate_pairs, load_datasets, load_pairs
+from selfalign.train.data import PairExample, collate_pairs
 from selfalign.train.loop import (
     finish,
-    make_accelerator,
-    open_metrics,
+    load_pair_examples,
     prepare_for_training,
-    report_data,
+    start_training,
     train_loop,
 )
 from selfalign.utils.metrics import MetricsLogger
@@ -68,26 +66,12 @@ def train_rm(cfg: RMConfig, metrics: MetricsLogger | None = None) -> dict[str, A
 
     With ``cfg.resume`` a run continues from the newest checkpoint in ``output_dir/checkpoints``.
     """
-    from accelerate.utils import set_seed
-
-    from selfalign.models.load import load_tokenizer
-
-    accelerator = make_accelerator(cfg)
-    set_seed(cfg.seed)
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    tok = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    datasets = load_datasets(cfg, lambda path: load_pairs(
-        path, tok, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, truncation=cfg.truncation,
-        prompt_key=cfg.prompt_key, chosen_key=cfg.chosen_key, rejected_key=cfg.rejected_key,
-        need_margin=cfg.margin == "judge"))
-    metrics = open_metrics(cfg, "rm", metrics)
-    counts = report_data(datasets, metrics, accelerator)
-
+    start = start_training(cfg, "rm", metrics, load_pair_examples(cfg, need_margin=cfg.margin == "judge"))
+    accelerator, tok = start.accelerator, start.tokenizer
     rm = RewardModel.from_pretrained(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
                                      tokenizer=tok)
     rm.hf = prepare_for_training(rm.hf, cfg, "seq_cls")
     rm.to(accelerator.device)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    final, rm = train_loop(cfg, rm, RMObjective(cfg, pad_id), datasets.train, datasets.eval, accelerator,
-                           metrics, "rm")
-    return finish(cfg, rm, tok, final, counts, accelerator)
+    final, rm = train_loop(cfg, rm, RMObjective(cfg, start.pad_id), start.datasets.train, start.datasets.eval,
+                           accelerator, start.metrics, "rm")
+    return finish(cfg, rm, tok, final, start.counts, accelerator)

@@ -13,20 +13,17 @@ Example: ``train_sft(SFTConfig(model="smollm2-135m", train_file="sft.jsonl", out
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from selfalign.train import losses
 from selfalign.train.config import SFTConfig
-from selfalign.train.data import SeqExample, collate_seqs, load_datasets, load_sft, pack
+from selfalign.train.data import SeqExample, collate_seqs, load_sft, pack
 from selfalign.train.loop import (
     finish,
-    make_accelerator,
-    open_metrics,
     prepare_for_training,
-    report_data,
+    start_training,
     train_loop,
 )
 from selfalign.utils.metrics import MetricsLogger
@@ -55,27 +52,18 @@ class SFTObjective:
 
 def train_sft(cfg: SFTConfig, metrics: MetricsLogger | None = None) -> dict[str, Any]:
     """Fine-tune a causal LM on completions and write it to ``output_dir/model``; returns final metrics."""
-    from accelerate.utils import set_seed
+    from selfalign.models.load import load_causal_lm
 
-    from selfalign.models.load import load_causal_lm, load_tokenizer
-
-    accelerator = make_accelerator(cfg)
-    set_seed(cfg.seed)
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    tok = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    datasets = load_datasets(cfg, lambda path: load_sft(
+    start = start_training(cfg, "sft", metrics, lambda path, tok: load_sft(
         path, tok, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, truncation=cfg.truncation,
         prompt_key=cfg.prompt_key, completion_key=cfg.completion_key))
-    metrics = open_metrics(cfg, "sft", metrics)
-    counts = report_data(datasets, metrics, accelerator)
+    datasets, counts = start.datasets, start.counts
     if cfg.packing:
         datasets.train = pack(datasets.train, cfg.max_length, cfg.seed)
         counts["train_packed_rows"] = len(datasets.train)
-
     model = load_causal_lm(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     model = prepare_for_training(model, cfg, "causal_lm")
-    model.to(accelerator.device)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    final, model = train_loop(cfg, model, SFTObjective(pad_id), datasets.train, datasets.eval, accelerator,
-                              metrics, "sft")
-    return finish(cfg, model, tok, final, counts, accelerator)
+    model.to(start.accelerator.device)
+    final, model = train_loop(cfg, model, SFTObjective(start.pad_id), datasets.train, datasets.eval,
+                              start.accelerator, start.metrics, "sft")
+    return finish(cfg, model, start.tokenizer, final, counts, start.accelerator)

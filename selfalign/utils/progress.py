@@ -96,3 +96,23 @@ def status(message: str):
         return
     with console.status(message):
         yield
+
+
+def stats_table(stats: dict, title: str, label: str = "statistic"):
+    """A two-column rich table of statistics: floats to 4 significant digits, None as ``-``, nested
+    dicts (histograms, counts) on one line as ``key:value`` items."""
+    from rich.table import Table
+
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    table = Table(title=title)
+    table.add_column(label)
+    table.add_column("value", justify="right")
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            text = "  ".join(f"{k}:{fmt(v)}" for k, v in value.items()) or "-"
+        else:
+            text = fmt(value)
+        table.add_row(str(key), text)
+    return table
