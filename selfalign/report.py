@@ -142,6 +142,9 @@ def _pairs_plot(pairs: dict, curves: dict) -> str | None:
     for key, color in (("chosen", "tab:green"), ("rejected", "tab:red")):
         means = [sum(pairs[r][key]) / len(pairs[r][key]) if pairs[r][key] else float("nan") for r in rounds]
         axes[0].plot(rounds, means, "o-", color=color, label=key)
+    from matplotlib.ticker import MaxNLocator
+
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_xlabel("iteration")
     axes[0].set_ylabel("mean judge score")
     axes[0].set_title("Judge scores of chosen / rejected")
@@ -212,17 +215,28 @@ def _validation_plot(validation: list[dict]) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in ("verifiable_pass_rate", "check_pass_rate", "self_judge_mean", "win_rate_vs_m0",
-                        "judge_check_correlation") if any(k in v for v in validation)]
-    if not keys:
+    rate_keys = [k for k in ("verifiable_pass_rate", "check_pass_rate", "win_rate_vs_m0", "judge_check_correlation")
+                 if any(v.get(k) is not None for v in validation)]
+    judge_keys = [k for k in ("self_judge_mean",) if any(v.get(k) is not None for v in validation)]
+    if not rate_keys and not judge_keys:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for k in keys:
-        pts = [(v["round"], v[k]) for v in validation if k in v and v[k] is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=k)
-    ax.set_xlabel("model M_t (t = iterations of training)")
-    ax.set_title("Held-out validation")
-    ax.legend(fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [(keys, title) for keys, title in ((rate_keys, "rates (0–1)"), (judge_keys, "self-judge score"))
+              if keys]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
+    for ax, (keys, title) in zip(axes[0], panels):
+        for k in keys:
+            pts = [(v["round"], v[k]) for v in validation if v.get(k) is not None]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=k)
+            for x, y in pts:
+                ax.annotate(f"{y:.3g}", (x, y), textcoords="offset points", xytext=(0, 5), ha="center",
+                            fontsize=6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("model M_t (t = iterations of training)")
+        ax.set_title(f"Held-out validation: {title}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
     return _fig_to_uri(fig)
 
 

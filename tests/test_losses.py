@@ -212,3 +212,54 @@ def test_next_token_targets_equal_shifted_logits():
     whole = sequence_logps(logits, labels, m)
     sliced = sequence_logps(*shift_for_causal_lm(logits, ids, mask))
     torch.testing.assert_close(whole, sliced)
+
+
+def test_completion_logits_equal_full_logits(tiny_model):
+    """Logits for the completion positions only (logits_to_keep) give the same label log-probs as
+    the full logits, for rows whose prompts differ in length (right padding)."""
+    from selfalign.models.load import load_causal_lm
+    from selfalign.train import losses as L
+
+    model = load_causal_lm(tiny_model).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 500, (3, 12), generator=g)
+    attn = torch.ones_like(ids)
+    attn[2, 10:] = 0  # padding at the end of row 2
+    loss_mask = torch.zeros_like(ids)
+    loss_mask[0, 5:] = 1  # prompt of 5 tokens
+    loss_mask[1, 8:] = 1  # prompt of 8 tokens
+    loss_mask[2, 7:10] = 1
+    with torch.no_grad():
+        logits, labels, mask = L.completion_logits(model, ids, loss_mask, attention_mask=attn)
+        assert logits.shape[1] == 12 - 4  # position 4 predicts row 0's first completion token
+        full = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
+        ref_labels, ref_mask = L.next_token_targets(ids, loss_mask)
+        want = L.sequence_logps(full, ref_labels, ref_mask)
+        got = L.sequence_logps(logits, labels, mask)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert mask.sum() == ref_mask.sum() == loss_mask.sum()
+
+
+def test_completion_logits_without_logits_to_keep(tiny_model):
+    from selfalign.models.load import load_causal_lm
+    from selfalign.train import losses as L
+
+    model = load_causal_lm(tiny_model).eval()
+
+    class NoKeep(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, use_cache=False, **kw):
+            if "logits_to_keep" in kw:
+                raise TypeError("unexpected keyword argument 'logits_to_keep'")
+            return self.m(input_ids=input_ids, use_cache=use_cache, **kw)
+
+    ids = torch.randint(5, 500, (2, 9), generator=torch.Generator().manual_seed(1))
+    loss_mask = torch.zeros_like(ids)
+    loss_mask[:, 4:] = 1
+    with torch.no_grad():
+        a = L.sequence_logps(*L.completion_logits(model, ids, loss_mask))
+        b = L.sequence_logps(*L.completion_logits(NoKeep(model), ids, loss_mask))
+    assert torch.allclose(a, b, atol=1e-5)

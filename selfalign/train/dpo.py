@@ -47,9 +47,9 @@ _JUDGED = ("scale", "rpo_sq", "rpo_fwd_kl", "rpo_bwd_kl")
 def sequence_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], average: bool
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log-probs [2n], completion token counts [2n])`` of every row of a pair batch."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    labels, mask = losses.next_token_targets(batch["input_ids"], batch["loss_mask"])
-    tok = losses.token_logps(out.logits, labels, mask)
+    logits, labels, mask = losses.completion_logits(model, batch["input_ids"], batch["loss_mask"],
+                                                    attention_mask=batch["attention_mask"])
+    tok = losses.token_logps(logits, labels, mask)
     counts = mask.sum(-1).clamp(min=1).to(tok.dtype)
     sums = tok.sum(-1)
     return (sums / counts if average else sums), counts
@@ -146,7 +146,7 @@ def precompute_reference(cfg: DPOConfig, sets: list[list[PairExample]], ref_fn: 
             for s in range(0, len(order), bs):
                 idx = order[s:s + bs]
                 batch = {k: v.to(accelerator.device) for k, v in collate_pairs([examples[j] for j in idx], pad_id).items()}
-                with accelerator.autocast():
+                with torch.no_grad(), accelerator.autocast():  # no autograd graph: values only
                     ref = ref_fn(batch).float().cpu()
                 n = len(idx)
                 vals[idx, 0], vals[idx, 1] = ref[:n], ref[n:]

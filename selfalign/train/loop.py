@@ -139,7 +139,7 @@ def evaluate(model: torch.nn.Module, objective: Objective, examples: list, batch
         for s in range(0, len(order), batch_size):
             part = [mine[i] for i in order[s:s + batch_size]]
             batch = _to(objective.collate(part), accelerator.device)
-            with accelerator.autocast():
+            with torch.no_grad(), accelerator.autocast():
                 _, stats = objective.loss(model, batch)
             for k, v in stats.items():
                 sums[k] = sums[k] + v.detach().float()

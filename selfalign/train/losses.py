@@ -46,6 +46,30 @@ def next_token_targets(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[tor
     return labels, mask
 
 
+def completion_logits(model, input_ids: torch.Tensor, loss_mask: torch.Tensor, **model_kwargs
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run a causal LM and return ``(logits, labels, mask)`` for the positions that predict a
+    completion token only.
+
+    Only positions ``t >= s`` can predict a masked token, where ``s`` = the first position (over the
+    whole batch) whose next token has ``loss_mask`` 1. The model is asked for the logits of the last
+    ``T - s`` positions (``logits_to_keep``), so the LM head and the ``[B, T, V]`` logits are never
+    computed for the prompt: with prompts half of each sequence this halves the LM-head work and
+    the logits memory. ``labels``/``mask`` are :func:`next_token_targets` cut to the same positions.
+    A model without ``logits_to_keep`` gives all positions (same result, more work).
+    """
+    labels, mask = next_token_targets(input_ids, loss_mask)
+    any_pos = mask.any(0)
+    start = int(any_pos.nonzero()[0, 0]) if bool(any_pos.any()) else input_ids.shape[1] - 1
+    keep = input_ids.shape[1] - start
+    try:
+        logits = model(input_ids=input_ids, use_cache=False, logits_to_keep=keep, **model_kwargs).logits
+    except TypeError:  # models without logits_to_keep
+        logits = model(input_ids=input_ids, use_cache=False, **model_kwargs).logits
+    k = logits.shape[1]
+    return logits, labels[:, -k:], mask[:, -k:]
+
+
 def _chunk_len(batch: int, vocab: int, budget: int) -> int:
     return max(1, budget // max(1, batch * vocab))
 

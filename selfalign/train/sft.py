@@ -44,9 +44,8 @@ class SFTObjective:
     def loss(self, model, batch):
         kw = {"position_ids": batch["position_ids"]} if "position_ids" in batch else {
             "attention_mask": batch["attention_mask"]}
-        out = model(input_ids=batch["input_ids"], use_cache=False, **kw)
-        labels, mask = losses.next_token_targets(batch["input_ids"], batch["loss_mask"])
-        nll = losses.sft_loss(out.logits, labels, mask, reduction="sum")
+        logits, labels, mask = losses.completion_logits(model, batch["input_ids"], batch["loss_mask"], **kw)
+        nll = losses.sft_loss(logits, labels, mask, reduction="sum")
         return nll, {"loss": nll.detach()}
 
 
