@@ -233,3 +233,17 @@ def test_reference_cache_is_reused(tmp_path):
     assert [(e.ref_chosen, e.ref_rejected) for s in second for e in s] == \
         [(e.ref_chosen, e.ref_rejected) for s in first for e in s]
     assert precompute_reference(cfg, sets(), ref_fn, acc, 0, cache, "k2") is False  # another key: recompute
+
+
+def test_fused_and_per_tensor_adamw_agree(small_lm, tmp_path):
+    """The fused AdamW kernel (default) and PyTorch's per-tensor AdamW make the same updates."""
+    from selfalign.train.loop import make_optimizer
+
+    train = make_pairs(tmp_path / "pairs.jsonl", 8, 5)
+    fused = train_dpo(cfg_for(small_lm, train, tmp_path / "fused", max_steps=3))
+    plain = train_dpo(cfg_for(small_lm, train, tmp_path / "plain", max_steps=3, fused_optimizer=False))
+    assert fused["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    assert max_diff(weights(tmp_path / "fused"), weights(tmp_path / "plain")) < 1e-5
+    lin = torch.nn.Linear(3, 2)
+    assert make_optimizer(lin, cfg_for(small_lm, train, tmp_path / "x")).defaults["fused"] is True
+    assert not make_optimizer(lin, cfg_for(small_lm, train, tmp_path / "x", fused_optimizer=False)).defaults["fused"]

@@ -425,6 +425,29 @@ def continuation_ids(tokenizer: Any, context: str, continuations: Sequence[str],
                       f"after the prefix {context[-30:]!r} for this tokenizer; change the prefix")
 
 
+def answer_logprobs(model: Any, tokenizer: Any, contexts: Sequence[str], answers: Sequence[str], *,
+                    batch_size: int = 8, add_special_tokens: bool = False, label: str = "judging",
+                    with_top: bool = False) -> torch.Tensor:
+    """Log-probs ``[len(contexts), len(answers)]`` (plus the top log-prob column with ``with_top``)
+    of each single-token answer right after each context, with a progress bar.
+
+    Every context must end with the same answer prefix (e.g. ``"Score: "``): the answer token ids
+    are found once from ``contexts[0]`` (:func:`continuation_ids`); when the tokenizer glues the
+    prefix's trailing whitespace to the answer, that whitespace is cut from every context.
+    """
+    from selfalign.utils.progress import Bar
+
+    if not contexts:
+        return torch.empty((0, len(answers) + int(with_top)))
+    ctx0, ids = continuation_ids(tokenizer, contexts[0], list(answers), add_special_tokens)
+    if ctx0 != contexts[0]:
+        cut = len(contexts[0]) - len(ctx0)
+        contexts = [c[:-cut] for c in contexts]
+    with Bar(label, total=len(contexts), unit="pass") as bar:
+        return next_token_logprobs(model, tokenizer, contexts, ids, batch_size, add_special_tokens,
+                                   on_batch=bar.advance, with_top=with_top)
+
+
 def _forward_last_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     try:

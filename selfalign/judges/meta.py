@@ -252,23 +252,15 @@ class MetaJudge(Judge):
         """P("A") / (P("A") + P("B")) after ``expected_prefix`` for each meta-judge prompt."""
         import math
 
-        from selfalign.judges.base import continuation_ids, next_token_logprobs, render_user_turn
-        from selfalign.utils.progress import Bar
+        from selfalign.judges.base import answer_logprobs, render_user_turn
 
-        if not texts:
-            return []
         special = False
         contexts = []
         for t in texts:
             rendered, special = render_user_turn(self.tokenizer, t)
             contexts.append(rendered + self.cfg.expected_prefix)
-        ctx0, ids = continuation_ids(self.tokenizer, contexts[0], ["A", "B"], special)
-        if ctx0 != contexts[0]:
-            cut = len(contexts[0]) - len(ctx0)
-            contexts = [c[:-cut] for c in contexts]
-        with Bar(f"meta-judging ({self.name}, expected)", total=len(texts), unit="comparison") as bar:
-            logp = next_token_logprobs(self.model, self.tokenizer, contexts, ids, self.cfg.batch_size,
-                                       special, on_batch=bar.advance)
+        logp = answer_logprobs(self.model, self.tokenizer, contexts, ["A", "B"], batch_size=self.cfg.batch_size,
+                               add_special_tokens=special, label=f"meta-judging ({self.name}, expected)")
         out = []
         for la, lb in logp.tolist():
             pa, pb = math.exp(la), math.exp(lb)

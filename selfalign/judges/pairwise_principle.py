@@ -45,11 +45,10 @@ from selfalign.errors import DataError
 from selfalign.judges.base import (
     Judge,
     JudgeConfig,
-    continuation_ids,
+    answer_logprobs,
     fill_template,
     load_judge_lm,
     load_template,
-    next_token_logprobs,
     prompt_text,
     register_judge,
     render_user_turn,
@@ -180,18 +179,10 @@ class PairwisePrincipleJudge(Judge):
     def _logprobs(self, contexts: list[str]) -> list[tuple[float, float]]:
         if self._logprob_fn is not None:
             return self._logprob_fn(contexts)
-        from selfalign.utils.progress import Bar
-
-        if not contexts:
-            return []
         _, special = render_user_turn(self.tokenizer, "")
-        ctx0, ids = continuation_ids(self.tokenizer, contexts[0], list(self.cfg.labels), special)
-        if ctx0 != contexts[0]:
-            cut = len(contexts[0]) - len(ctx0)
-            contexts = [c[:-cut] for c in contexts]
-        with Bar(f"judging ({self.name})", total=len(contexts), unit="pass") as bar:
-            lp = next_token_logprobs(self.model, self.tokenizer, contexts, ids, self.cfg.batch_size, special,
-                                     on_batch=bar.advance)
+        lp = answer_logprobs(self.model, self.tokenizer, contexts, list(self.cfg.labels),
+                             batch_size=self.cfg.batch_size, add_special_tokens=special,
+                             label=f"judging ({self.name})")
         return [(float(a), float(b)) for a, b in lp.tolist()]
 
     # ------------------------------------------------------------------------------------ scoring

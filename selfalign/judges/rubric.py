@@ -36,12 +36,11 @@ from pydantic import Field, field_validator, model_validator
 from selfalign.judges.base import (
     Judge,
     JudgeConfig,
+    answer_logprobs,
     check_regex,
-    continuation_ids,
     fill_template,
     load_judge_lm,
     load_template,
-    next_token_logprobs,
     prompt_text,
     register_judge,
     render_user_turn,
@@ -224,21 +223,15 @@ class RubricJudge(Judge):
                         with_top: bool = False):
         """Next-token log-probs of the value tokens after user turn ``texts[i]`` answered with
         ``continuations[i] + expected_prefix`` (one forward pass each)."""
-        from selfalign.utils.progress import Bar
-
         cfg = self.cfg
         contexts = []
         special = False
         for t, c in zip(texts, continuations, strict=True):
             rendered, special = render_user_turn(self.tokenizer, t)
             contexts.append(rendered + c + cfg.expected_prefix)
-        ctx0, ids = continuation_ids(self.tokenizer, contexts[0], [str(v) for v in cfg.values()], special)
-        if ctx0 != contexts[0]:  # the tokenizer glues the prefix's trailing space to the number
-            cut = len(contexts[0]) - len(ctx0)
-            contexts = [c[:-cut] for c in contexts]
-        with Bar(f"judging ({self.name}, {label})", total=len(texts), unit="judgement") as bar:
-            return next_token_logprobs(self.model, self.tokenizer, contexts, ids, cfg.batch_size, special,
-                                       on_batch=bar.advance, with_top=with_top)
+        return answer_logprobs(self.model, self.tokenizer, contexts, [str(v) for v in cfg.values()],
+                               batch_size=cfg.batch_size, add_special_tokens=special,
+                               label=f"judging ({self.name}, {label})", with_top=with_top)
 
     # ---------------------------------------------------------------------------------- expected
     def _expected(self, texts: list[str]) -> list[list[dict]]:

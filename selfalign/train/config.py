@@ -50,6 +50,8 @@ class TrainConfig(StrictModel):
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
+    fused_optimizer: bool = Field(True, description="AdamW as one fused kernel over all weights (CPU and "
+                                                    "GPU); False = PyTorch's per-tensor implementation.")
     lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
     warmup_ratio: float = Field(0.0, ge=0, le=1)
     warmup_steps: int = Field(0, ge=0, description="Overrides warmup_ratio when > 0.")

@@ -100,6 +100,20 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over :func:`param_groups`; fused (one kernel for all weights: one pass over memory
+    instead of several per tensor) when ``cfg.fused_optimizer`` and the weights' device and dtype
+    allow it, else PyTorch's default implementation (same update rule)."""
+    groups = param_groups(model, cfg.weight_decay)
+    kw = dict(lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+    if cfg.fused_optimizer:
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kw)
+        except (RuntimeError, ValueError):  # device or dtype without a fused kernel
+            groups = param_groups(model, cfg.weight_decay)
+    return torch.optim.AdamW(groups, **kw)
+
+
 def make_scheduler(optimizer, name: str, warmup: int, total: int):
     from transformers import get_scheduler
 
@@ -170,8 +184,7 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
     total = cfg.max_steps if cfg.max_steps else steps_per_epoch * cfg.num_epochs
     warmup = cfg.warmup_steps or math.ceil(cfg.warmup_ratio * total)
 
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
-                                  betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+    optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg.lr_scheduler, warmup, total)
     model, optimizer = accelerator.prepare(model, optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
