@@ -106,3 +106,54 @@ def test_programmatic_judge_and_unknown_key(tmp_path, tiny_model):
     out, _ = p.communicate(timeout=120)
     assert p.returncode == 2 and "train.learning_rate" in out
     assert not (tmp_path / "runs" / "e2e").exists()
+
+
+def test_meta_rewarding_mixes_capped_meta_pairs(tmp_path, tiny_model, monkeypatch):
+    """Meta-rewarding end to end in-process: reasoned self-judge (K=3), expected-mode meta-judge,
+    meta pairs made, capped at pct of the training slots, and trained on together with the main pairs.
+
+    A random tiny model has no opinions (it never ranks a score token first, and its P("A") barely
+    depends on the judgements, so every Elo fit is a tie), so the two verdict distributions are
+    faked (seeded); everything else — sampling the justifications, the meta prompts, Elo, the cap,
+    mixing, DPO — is the real pipeline."""
+    import math
+
+    import torch
+
+    from selfalign.judges.meta import MetaJudge
+    from selfalign.judges.rubric import RubricJudge
+    from selfalign.recipes.self_rewarding import main
+
+    gen = torch.Generator().manual_seed(0)
+
+    def fake_logprobs(self, texts, continuations, label, with_top=False):
+        vals = -torch.rand((len(texts), len(self.cfg.values())), generator=gen) * 3.0
+        return torch.cat([vals, vals.max(-1, keepdim=True).values], dim=-1) if with_top else vals
+
+    monkeypatch.setattr(RubricJudge, "_score_logprobs", fake_logprobs)
+    monkeypatch.setattr(MetaJudge, "_first_wins_prob",
+                        lambda self, texts: torch.rand(len(texts), generator=gen).tolist())
+    prompts = PROMPTS * 2
+    cfg = _write(tmp_path, tiny_model, {"type": "rubric", "model": "self", "mode": "reasoned", "num_evals": 3,
+                                        "max_new_tokens": 6},
+                 {"iterations": 1, "meta_judge": {"enabled": True, "pct": 0.3, "mode": "expected",
+                                                  "max_class_frac": 1.0},
+                  "validation": {"enabled": False}})
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps({**p, "id": f"{p['id']}-{k}"}) + "\n" for k, p in enumerate(prompts)))
+    run = main(str(cfg), [])
+    pair = json.loads((run.root / "r1s3-pair" / "manifest.json").read_text())["metrics"]
+    judge = json.loads((run.root / "r1s2-judge" / "manifest.json").read_text())["metrics"]
+    assert judge["judgements"] == len(prompts) * 3 * 3 and judge["parse_failures"] == 0
+    assert pair["meta_pairs_made"] >= 1
+    cap = math.floor(0.3 / 0.7 * pair["pairs"] + 1e-9)
+    assert pair["meta_pairs_used"] == min(cap, pair["meta_pairs_made"]) >= 1
+    assert pair["train_pairs"] == pair["pairs"] + pair["meta_pairs_used"]
+    rows = [json.loads(x) for x in (run.root / "r1s3-pair" / "data.jsonl").read_text().splitlines()]
+    meta = [r for r in rows if r.get("meta", {}).get("kind") == "meta_judge"]
+    assert len(meta) == pair["meta_pairs_used"]
+    for r in meta:  # (judge prompt, better judgement) vs (judge prompt, worse judgement)
+        assert "Score: " in r["chosen"] and "Score: " in r["rejected"] and r["chosen_score"] != r["rejected_score"]
+        assert r["meta"]["chosen_elo"] > r["meta"]["rejected_elo"]
+    train = json.loads((run.root / "r1s4-train" / "manifest.json").read_text())["metrics"]
+    assert train["train_used"] == pair["train_pairs"]
