@@ -5,7 +5,7 @@
 Each prompt is a natural instruction from one of ten task types (explain, list, write, advice,
 compare, summarise, math, facts, format, rewrite). Most carry one or two verifiable constraints
 stated in the text ("Answer in under 40 words.", "Do not use any commas.", ...) and recorded in
-``meta.checks`` for :func:`selfalign.judges.checks.run_checks`; math and fact prompts carry
+``meta.checks`` for :func:`selfalign.checks.run_checks`; math and fact prompts carry
 ``meta.answer``. The held-out split uses different base instructions (whole topics are held out),
 drawn from the same distribution. Every prompt's checks are validated before writing.
 """
@@ -663,7 +663,7 @@ def build(seed: int = SEED) -> tuple[list[dict], list[dict]]:
 
 
 def validate(records: list[dict]) -> None:
-    from selfalign.judges.checks import run_checks
+    from selfalign.checks import run_checks
 
     for r in records:
         run_checks("probe", r["meta"])  # raises DataError on a bad spec

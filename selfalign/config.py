@@ -7,8 +7,10 @@ validated model and produces one-line errors:
 * unknown key  → ``ConfigError`` (exit 2) naming the key path and the closest valid key;
 * wrong type   → the key path and what was expected.
 
-Values in overrides are parsed as YAML scalars/lists (``lr=1e-6`` → float, ``beta=[0.1,0.01]`` →
-list, ``name=foo`` → str). Configs are never ``eval()``-ed.
+Override values follow one rule (:func:`parse_value`): YAML scalars and flow collections
+(``lr=1e-6`` → float, ``beta=[0.1,0.01]`` → list, ``judge={type: function}`` → mapping), and any
+other text stays the exact text typed (``score_regex=Rating: ([0-9]+)``). Configs are never
+``eval()``-ed.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def _construct_mapping(loader, node, deep=False):
     lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, "found an unhashable key",
+                                                    key_node.start_mark) from None
         mapping[key] = loader.construct_object(value_node, deep=deep)
         lines[key] = key_node.start_mark.line + 1
     loader._key_lines[id(mapping)] = lines  # type: ignore[attr-defined]
@@ -66,16 +73,12 @@ def load_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
-    loader = _LineLoader(p.read_text(encoding="utf-8"))
-    loader._key_lines = {}  # type: ignore[attr-defined]
     try:
-        data = loader.get_single_data()
+        data, key_lines = _load_text(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{p}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
-    finally:
-        loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -84,7 +87,7 @@ def load_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
 
     def walk(obj, prefix):
         if isinstance(obj, dict):
-            kl = loader._key_lines.get(id(obj), {})  # type: ignore[attr-defined]
+            kl = key_lines.get(id(obj), {})
             for k, v in obj.items():
                 path_ = f"{prefix}.{k}" if prefix else str(k)
                 if k in kl:
@@ -95,31 +98,75 @@ def load_yaml(path: str | Path) -> tuple[dict, dict[str, int]]:
     return data, lines
 
 
-def parse_value(text: str) -> Any:
-    """Parse an override value as a YAML scalar or flow collection."""
+def _load_text(text: str) -> tuple[Any, dict[int, dict]]:
+    """YAML text → (data, {id(mapping): {key: line}}); raises ``yaml.YAMLError``."""
+    loader = _LineLoader(text)
+    loader._key_lines = {}  # type: ignore[attr-defined]
     try:
-        return yaml.load(text, Loader=_LineLoader) if text != "" else ""
+        return loader.get_single_data(), loader._key_lines  # type: ignore[attr-defined]
+    finally:
+        loader.dispose()
+
+
+_NULLS = ("~", "null", "Null", "NULL")
+
+
+def parse_value(text: str) -> Any:
+    """One override value (the text after the first ``=``), by this rule:
+
+    1. Read the text as YAML with the config-file loader: ``1e-6`` → 1e-06, ``true`` → True,
+       ``null`` → None, ``"5"`` → "5", ``[0.1, 0.01]`` → a list, ``{type: function}`` → a dict.
+    2. A mapping counts only when the text starts with ``{`` and a list only when it starts with
+       ``[``; any other text YAML reads as a collection (``Rating: ([0-9]+)``, ``- x``) is the raw text.
+    3. Unquoted text that YAML reads as a string, a null or another type (a date) is the raw text,
+       so a YAML comment (``Score #1``, ``###``) or spacing never changes it.
+    4. A YAML syntax error → the raw text; an empty or blank text is itself.
+
+    Pure; never ``eval()``. In :func:`apply_overrides` the value replaces what the key held.
+    """
+    stripped = text.strip()
+    if not stripped:
+        return text
+    try:
+        value, _ = _load_text(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, dict):
+        return value if stripped.startswith("{") else text
+    if isinstance(value, list):
+        return value if stripped.startswith("[") else text
+    if value is None:
+        return None if stripped in _NULLS else text
+    if isinstance(value, (bool, int, float)):
+        return value
+    return value if isinstance(value, str) and stripped[0] in "'\"!" else text
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``a.b.c=value`` overrides to a nested dict (in place) and return it."""
+    """Apply ``a.b.c=value`` overrides to a nested dict (in place) and return it.
+
+    The value is read by :func:`parse_value` and replaces whatever ``a.b.c`` held (a ``{...}``
+    mapping replaces the whole section; later dotted overrides then change single fields of it).
+    Missing sections are created; a section path through a value (``beta.x=1`` while ``beta`` is
+    0.1) is a one-line ``ConfigError``.
+    """
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r}: expected KEY=VALUE (e.g. train.learning_rate=1e-6)")
         key, _, raw = ov.partition("=")
         key = key.strip()
-        if not key:
-            raise ConfigError(f"override {ov!r}: empty key")
         parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"override {ov!r}: empty key" + (" part" if key else ""))
         cur = data
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             nxt = cur.get(part)
             if nxt is None:
                 nxt = cur[part] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"override {key}: {part!r} is a value, not a section")
+                where, shown = ".".join(parts[: depth + 1]), json.dumps(nxt, default=str)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                raise ConfigError(f"override {key}: {where!r} is a value ({shown}), not a section")
             cur = nxt
         cur[parts[-1]] = parse_value(raw)
     return data
@@ -154,17 +201,22 @@ def _model_in(annotation) -> Any:
 
 
 def format_validation_error(err: ValidationError, model: type[BaseModel], source: str = "",
-                            lines: dict[str, int] | None = None) -> str:
-    """One line for the first error: ``source:line: key.path: reason``."""
+                            lines: dict[str, int] | None = None, prefix: str = "") -> str:
+    """One line for the first error: ``source:line: key.path: reason``.
+
+    ``prefix`` is the key path of ``model`` inside a larger config (``"train"`` when a recipe
+    validates its ``train:`` section with a trainer's schema), so the message names the full path.
+    """
     e = err.errors()[0]
     loc = tuple(e["loc"])
-    key = ".".join(str(p) for p in loc) or "<root>"
+    full = (*prefix.split("."), *loc) if prefix else loc
+    key = ".".join(str(p) for p in full) or "<root>"
     line = (lines or {}).get(key)
     where = f"{source}:{line}: " if source and line else (f"{source}: " if source else "")
     if e["type"] == "extra_forbidden":
         valid = _fields_at(model, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-        hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+        hint = f"; did you mean {'.'.join([*map(str, full[:-1]), close[0]])!r}?" if close else ""
         return f"{where}unknown key {key!r}{hint} (valid keys here: {', '.join(valid)})"
     got = e.get("input")
     got_s = json.dumps(got, default=str) if not isinstance(got, dict) else "a mapping"

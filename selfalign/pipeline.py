@@ -41,6 +41,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from selfalign.config import config_hash, dump_yaml
+from selfalign.data.io import write_text_atomic
 from selfalign.utils.metrics import MetricsLogger
 from selfalign.utils.progress import console
 
@@ -72,9 +73,7 @@ def _hash_file(p: Path, h) -> None:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=str))
 
 
 @dataclass

@@ -22,22 +22,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from selfalign.data.io import read_records, write_text_atomic
 from selfalign.errors import SelfalignError
 from selfalign.utils.metrics import read_metrics
-
-
-def _load_jsonl(path: Path, limit: int | None = None) -> list[dict]:
-    out = []
-    if not path.is_file():
-        return out
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                out.append(json.loads(line))
-                if limit and len(out) >= limit:
-                    break
-    return out
 
 
 def _manifests(run_dir: Path) -> list[dict]:
@@ -65,6 +52,12 @@ def _output(m: dict, name: str = "data") -> Path | None:
     return Path(o["path"]) if o else None
 
 
+def _output_records(m: dict, name: str = "data") -> list[dict]:
+    """The records of a stage's output file; none when the stage declared no such output or it is gone."""
+    p = _output(m, name)
+    return read_records(p) if p is not None and p.is_file() else []
+
+
 def collect(run_dir: Path) -> dict:
     """Everything the report shows, as plain data (also handy for tests and the terminal summary)."""
     mans = [m for m in _manifests(run_dir) if m.get("status") == "done"]
@@ -79,8 +72,7 @@ def collect(run_dir: Path) -> dict:
         if kind == "validate":
             data["validation"].append({"round": r, **m.get("metrics", {})})
         elif kind == "judge":
-            p = _output(m)
-            recs = _load_jsonl(p) if p else []
+            recs = _output_records(m)
             data["judge_scores"][r] = [x["score"] for rec in recs for x in rec.get("responses", [])
                                        if x.get("score") is not None]
             mm = m.get("metrics", {})
@@ -88,8 +80,7 @@ def collect(run_dir: Path) -> dict:
                 {k: mm[k] for k in ("parse_failure_rate", "tie_rate", "bad_ends_frac",
                                     "judge_check_agreement") if k in mm})
         elif kind == "pair":
-            p = _output(m)
-            pairs = _load_jsonl(p) if p else []
+            pairs = _output_records(m)
             data["pairs"][r] = {
                 "chosen": [x.get("chosen_score") for x in pairs if x.get("chosen_score") is not None],
                 "rejected": [x.get("rejected_score") for x in pairs if x.get("rejected_score") is not None],
@@ -301,7 +292,5 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     parts.append(_table(data["stages"]))
     parts.append("</body></html>")
     out = Path(out) if out else run_dir / "report.html"
-    tmp = out.with_name(f".tmp-{out.name}")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(out)
+    write_text_atomic(out, "\n".join(parts))
     return out

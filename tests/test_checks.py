@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from selfalign.errors import DataError
-from selfalign.judges.checks import (
+from selfalign.checks import (
     CHECKS,
     check_answer,
     count_bullets,
@@ -16,6 +15,7 @@ from selfalign.judges.checks import (
     run_checks,
     words,
 )
+from selfalign.errors import DataError
 
 
 def one(check: dict, response: str) -> bool:
@@ -212,7 +212,7 @@ def _shipped():
 
 
 def test_shipped_prompt_set_is_valid_and_balanced():
-    from selfalign.judges.checks import validate_checks
+    from selfalign.checks import validate_checks
 
     data = _shipped()
     train, held = data["train"], data["heldout"]

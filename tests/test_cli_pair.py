@@ -78,3 +78,14 @@ def test_pair_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "judge the candidates first" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_pair_strategy_names_come_from_the_registry(tmp_path, capsys, monkeypatch):
+    inp = tmp_path / "scored.jsonl"
+    write_scored(inp, RECORDS)
+    assert run(["pair", str(inp), str(tmp_path / "o.jsonl"), "--strategy", "max_mn"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'max_min'" in err
+    monkeypatch.setenv("COLUMNS", "250")
+    assert run(["pair", "--help"]) == 0
+    assert "max_min, length_control, all_pairs, best_of_n" in capsys.readouterr().out

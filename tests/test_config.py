@@ -8,6 +8,7 @@ from selfalign.config import (
     StrictModel,
     apply_overrides,
     load_config,
+    parse_value,
     per_iteration,
     split_config_args,
 )
@@ -92,3 +93,124 @@ def test_cli_unknown_override_exit_code_2(tmp_path, capsys):
     assert e.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown registry model" in err
+
+
+# --------------------------------------------------------------------------- override value rule
+class Judge(StrictModel):
+    type: str = "rubric"
+    score_regex: str = r"Score: ([0-9]+)"
+    mode: str = "sample"
+
+
+class WithJudge(StrictModel):
+    judge: Judge = Judge()
+    train: Train = Train()
+    win_rate_judge: dict | None = None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1e-6", 1e-6), ("8", 8), ("true", True), ("null", None), ("~", None), ("foo", "foo"),
+    ('"5"', "5"), ("'yes'", "yes"), ("", ""),
+    ("[0.1, 0.01]", [0.1, 0.01]), ("[]", []), ("{type: function}", {"type": "function"}),
+    ("{a: {b: [1, 2]}}", {"a": {"b": [1, 2]}}), ("{}", {}),
+    # a mapping or list not written as a flow collection is the raw text
+    ("Rating: ([0-9]+)", "Rating: ([0-9]+)"), ("Score: ", "Score: "), ("- item", "- item"),
+    ("a: b: c", "a: b: c"),
+    # YAML syntax errors → the raw text
+    ("{a: [1", "{a: [1"), ("[1, 2", "[1, 2"), ("@home", "@home"), ("'open", "'open"),
+    # unquoted strings are never cut by comments or trimmed; dates stay text
+    ("Score #([0-9])", "Score #([0-9])"), ("###", "###"), (" padded ", " padded "),
+    ("2024-01-01", "2024-01-01"), ("a=b", "a=b"),
+])
+def test_parse_value_rule(text, expected):
+    assert parse_value(text) == expected
+    assert type(parse_value(text)) is type(expected)
+
+
+def test_regex_with_colon_space_reaches_the_model_exactly():
+    c = load_config(WithJudge, None, ["judge.score_regex=Rating: ([0-9]+)", "judge.mode=expected"])
+    assert c.judge.score_regex == "Rating: ([0-9]+)" and c.judge.mode == "expected"
+    c = load_config(WithJudge, None, ["judge.score_regex=(?:Score|Points) #?([0-9.]+)"])
+    assert c.judge.score_regex == "(?:Score|Points) #?([0-9.]+)"
+
+
+def test_regex_override_validates_as_the_rubric_judge_config():
+    """The path ``selfalign judge`` takes: load_config, then the judge's own schema."""
+    from selfalign.cli.judge import JudgeCommandConfig
+    from selfalign.judges import parse_judge_config
+
+    cfg = load_config(JudgeCommandConfig, None, ["input=c.jsonl", "output=s.jsonl", "judge.type=rubric",
+                                                 "judge.score_regex=Rating: ([0-9]+)/5",
+                                                 "judge.expected_prefix=Rating: "])
+    jcfg = parse_judge_config(cfg.judge)
+    assert jcfg.score_regex == "Rating: ([0-9]+)/5" and jcfg.expected_prefix == "Rating: "
+
+
+def test_flow_mapping_validates_as_nested_section_and_replaces(tmp_path):
+    c = load_config(WithJudge, None, ["train={learning_rate: 2e-6, beta: [0.1, 0.05]}",
+                                      "win_rate_judge={type: function}"])
+    assert isinstance(c.train, Train) and c.train.learning_rate == 2e-6 and c.train.beta == [0.1, 0.05]
+    assert c.win_rate_judge == {"type": "function"}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("win_rate_judge: {type: rubric, mode: expected, model: base}\n"
+                   "judge:\n  type: rubric\n  mode: expected\n")
+    # a {...} value replaces the whole section; later dotted keys change single fields of it
+    c = load_config(WithJudge, cfg, ["win_rate_judge={type: function}", "win_rate_judge.mode=all",
+                                     "judge={type: pairwise}"])
+    assert c.win_rate_judge == {"type": "function", "mode": "all"}
+    assert c.judge.type == "pairwise" and c.judge.mode == "sample"  # file's mode replaced, default back
+    # dotted keys merge into what the file has
+    assert load_config(WithJudge, cfg, ["judge.score_regex=R: (.)"]).judge.mode == "expected"
+    # keys inside a flow mapping are checked like any other
+    with pytest.raises(ConfigError, match="unknown key 'train.learning_rat'.*train.learning_rate"):
+        load_config(WithJudge, None, ["train={learning_rat: 1e-6}"])
+
+
+def test_flow_list_stays_a_list():
+    assert apply_overrides({}, ["train.beta=[0.1, 0.01]"]) == {"train": {"beta": [0.1, 0.01]}}
+    assert load_config(Recipe, None, ["train.beta=[0.1,0.05]"]).train.beta == [0.1, 0.05]
+
+
+def test_override_into_a_scalar_is_one_line_error(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  beta: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(Recipe, cfg, ["train.beta.x=1"])
+    msg = str(e.value)
+    assert "\n" not in msg and "train.beta.x" in msg and "'train.beta' is a value (0.1), not a section" in msg
+    with pytest.raises(ConfigError, match="empty key"):
+        apply_overrides({}, ["train..beta=1"])
+    # a key that only has a schema default is checked by the schema, also in one line
+    with pytest.raises(ConfigError) as e:
+        load_config(Recipe, None, ["train.beta.x=1"])
+    assert "\n" not in str(e.value) and "train.beta" in str(e.value)
+
+
+def test_cli_judge_takes_a_flow_mapping_override(tmp_path, capsys):
+    """``selfalign judge`` reads KEY=VALUE through apply_overrides: a {...} judge, then a dotted key."""
+    from selfalign.cli import main
+
+    (tmp_path / "fn.py").write_text("def score(prompt, response, meta):\n    return float(len(response))\n")
+    inp, out = tmp_path / "c.jsonl", tmp_path / "s.jsonl"
+    inp.write_text('{"id": "a", "prompt": "p", "responses": [{"text": "x"}, {"text": "xyz"}]}\n')
+    try:
+        main(["judge", f"input={inp}", f"output={out}", "judge={type: function, name: len}",
+              f"judge.function={tmp_path / 'fn.py'}:score"])
+    except SystemExit as e:
+        assert not e.code, capsys.readouterr().err
+    import json
+
+    rec = json.loads(out.read_text())
+    assert [r["score"] for r in rec["responses"]] == [1.0, 3.0]
+
+
+def test_cli_run_reads_recipe_override_with_the_same_rule(tmp_path, capsys):
+    from selfalign.cli import main
+
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text("name: x\n")
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(cfg), "recipe={a: 1}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown recipe {'a': 1}" in err

@@ -11,6 +11,7 @@ from selfalign.data.chat import (
     ChatTemplateWarning,
     encode_prompt,
     encode_prompt_completion,
+    render_for_generation,
     render_prompt,
 )
 from selfalign.errors import ModelError
@@ -119,3 +120,14 @@ def test_plain_tokenizer_without_template(tokenizer):
     assert tok.decode(p) == "Q: 2+2?\nA:" and tok.decode(c) == " 4<|im_end|>"
     with pytest.raises(ModelError, match="no chat template"):
         render_prompt(tok, [U("a"), A("b"), U("c")])
+
+
+def test_render_for_generation(tokenizer):
+    text, special = render_for_generation(tokenizer, "Hi", system_prompt="Be brief.")
+    assert not special and text == render_prompt(tokenizer, [{"role": "system", "content": "Be brief."}, U("Hi")])
+    assert render_for_generation(tokenizer, [U("Hi")]) == (render_prompt(tokenizer, "Hi"), False)
+    assert render_for_generation(tokenizer, "Hi", chat_template=False) == ("Hi", True)
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = None
+    assert render_for_generation(tok, "Hi", system_prompt="S") == ("S\n\nHi", True)
+    assert render_for_generation(tok, [U("a"), A("b"), U("c")]) == ("user: a\nassistant: b\nuser: c\nassistant:", True)

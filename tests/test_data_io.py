@@ -15,6 +15,7 @@ from selfalign.data.io import (
     read_records,
     write_jsonl,
     write_records,
+    write_text_atomic,
 )
 from selfalign.errors import DataError
 
@@ -201,6 +202,26 @@ def test_atomic_output_directory(tmp_path):
 def test_atomic_output_nothing_written(tmp_path):
     with pytest.raises(DataError, match="nothing was written"), atomic_output(tmp_path / "x.jsonl"):
         pass
+
+
+def test_atomic_temp_names_are_hidden_tmp_siblings(tmp_path):
+    for name in ("out.jsonl", "d.jsonl.gz", "step-00000003"):
+        with atomic_output(tmp_path / name) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".tmp-")
+            tmp.write_text("x")
+    write_text_atomic(tmp_path / "sub" / "index.json", '{"a": "é"}')
+    assert json.loads((tmp_path / "sub" / "index.json").read_text(encoding="utf-8")) == {"a": "é"}
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["index.json"]
+
+
+def test_iter_jsonl_on_error_skips_bad_lines(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"a": 1}\n{"a": 2, "cut by a cr\n[1, 2]\n\n{"a": 3}\n')
+    errors = []
+    assert [(n, r["a"]) for n, r in iter_jsonl(p, on_error=errors.append)] == [(1, 1), (5, 3)]
+    assert [e.line for e in errors] == [2, 3] and "invalid JSON" in str(errors[0])
+    with pytest.raises(DataError, match=":2: invalid JSON"):
+        list(iter_jsonl(p))
 
 
 def test_write_jsonl_failure_keeps_old_file(tmp_path):

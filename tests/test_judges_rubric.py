@@ -9,8 +9,9 @@ import pytest
 
 from selfalign.errors import ConfigError
 from selfalign.judges import JudgeStats, build_judge, parse_judge_config
-from selfalign.judges.base import continuation_ids, fill_template, prompt_text
 from selfalign.judges.rubric import RubricJudge, RubricJudgeConfig, expected_score, parse_score
+from selfalign.judges.templates import fill_template, prompt_text
+from selfalign.models.scoring import continuation_ids
 
 RECORDS = [
     {"id": "r1", "prompt": "What is 2+2?", "meta": {"k": 1},
@@ -194,8 +195,8 @@ def test_cli_judge_expected(tiny_model, tmp_path):
 def test_next_token_logprobs_with_top(tiny_model, tokenizer):
     import torch
 
-    from selfalign.judges.base import next_token_logprobs
     from selfalign.models.load import load_causal_lm
+    from selfalign.models.scoring import next_token_logprobs
 
     lm = load_causal_lm(tiny_model)
     texts = ["Score: ", "A longer context. Score: "]
@@ -242,8 +243,9 @@ def test_reasoned_mode_scores_by_hand(monkeypatch):
 
 
 def test_reasoned_mode_on_tiny_model(tiny_model, tokenizer):
-    from selfalign.judges.base import next_token_logprobs, render_user_turn
+    from selfalign.judges.templates import render_user_turn
     from selfalign.models.load import load_causal_lm
+    from selfalign.models.scoring import next_token_logprobs
 
     lm = load_causal_lm(tiny_model)
     j = build_judge({"type": "rubric", "mode": "reasoned", "num_evals": 2, "max_new_tokens": 5, "seed": 3},

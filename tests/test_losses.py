@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from selfalign.train.losses import (
-    LOSS_TYPES,
     bradley_terry_loss,
     dpo_loss,
+    dpo_loss_names,
+    get_dpo_loss,
     next_token_targets,
     sequence_logps,
     sft_loss,
@@ -116,7 +117,7 @@ def test_sft_loss_hand_computed():
 
 
 def _hand_dpo(pc, pr, rc, rr, judge, beta, loss_type, eps, judge_scale):
-    """The formulas of the dpo_loss docstring, one example at a time in plain python floats."""
+    """The formulas of the loss docstrings, one example at a time in plain python floats."""
     out = []
     for i in range(len(pc)):
         delta = (pc[i] - rc[i]) - (pr[i] - rr[i])
@@ -129,21 +130,30 @@ def _hand_dpo(pc, pr, rc, rr, judge, beta, loss_type, eps, judge_scale):
             v = (delta - 1 / (2 * beta)) ** 2
         elif loss_type == "hinge":
             v = max(0.0, 1 - z)
-        elif loss_type == "scale":
-            v = dpo * abs(g)
+        elif loss_type == "scale":  # raw |margin|, judge_scale not applied (as NeMo-Aligner)
+            v = dpo * abs(judge[i])
         elif loss_type == "rpo_sq":
             v = (z - g) ** 2
-        elif loss_type == "rpo_fwd_kl":  # KL(judge || model)
-            p, q = _sig(g), _sig(z)
-            v = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
-        elif loss_type == "rpo_bwd_kl":  # KL(model || judge)
+        elif loss_type == "rpo_fwd_kl":  # NeMo-Aligner: KL(model || judge)
             p, q = _sig(z), _sig(g)
+            v = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+        elif loss_type == "rpo_bwd_kl":  # NeMo-Aligner: KL(judge || model)
+            p, q = _sig(g), _sig(z)
             v = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
         out.append(v)
     return torch.tensor(out, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_every_registered_loss_has_a_hand_computation():
+    assert set(dpo_loss_names()) == {"sigmoid", "ipo", "hinge", "scale", "rpo_sq", "rpo_fwd_kl", "rpo_bwd_kl"}
+    assert {n for n in dpo_loss_names() if get_dpo_loss(n).needs_judge} == {"scale", "rpo_sq", "rpo_fwd_kl",
+                                                                             "rpo_bwd_kl"}
+    for n in dpo_loss_names():  # every docstring opens with its formula and names its source
+        doc = get_dpo_loss(n).fn.__doc__
+        assert "``" in doc.split("\n")[0] and "Source:" in doc, n
+
+
+@pytest.mark.parametrize("loss_type", dpo_loss_names())
 @pytest.mark.parametrize("beta,eps,judge_scale", [(0.1, 0.0, 1.0), (0.5, 0.2, 0.3)])
 def test_dpo_loss_types_hand_computed(pair_inputs, loss_type, beta, eps, judge_scale):
     pc, pr, rc, rr, judge = pair_inputs
@@ -157,15 +167,83 @@ def test_dpo_loss_types_hand_computed(pair_inputs, loss_type, beta, eps, judge_s
     torch.testing.assert_close(rr_, beta * (pr - rr))
 
 
-def test_dpo_sigmoid_matches_trl_formula(pair_inputs):
-    """TRL's sigmoid DPO loss, written out: −logσ(β·((πc−πr)−(refc−refr)))·(1−ε) − logσ(−β·…)·ε."""
+# Two pairs with small numbers: Δ = (πc − refc) − (πr − refr), z = βΔ, g = judge_scale·(sc − sr).
+# Pair 0: Δ = (−3 + 4) − (−5 + 4.5) = 1.5; pair 1: Δ = (−2 + 1) − (−1 + 3) = −3.
+_SMALL = dict(pc=[-3.0, -2.0], pr=[-5.0, -1.0], rc=[-4.0, -1.0], rr=[-4.5, -3.0], margin=[2.0, -1.0])
+_BETA, _JS = 0.5, 0.25  # z = [0.75, −1.5], g = [0.5, −0.25]
+
+
+def _small(loss_type, **kw):
+    t = {k: torch.tensor(v, dtype=torch.float64) for k, v in _SMALL.items()}
+    losses, _, _ = dpo_loss(t["pc"], t["pr"], t["rc"], t["rr"], _BETA, loss_type, judge_margin=t["margin"],
+                            judge_scale=_JS, **kw)
+    return losses.tolist()
+
+
+def _bern_kl(p, q):
+    """KL(Bern(p) || Bern(q)) = p·log(p/q) + (1−p)·log((1−p)/(1−q))."""
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+def test_rpo_bwd_kl_is_nemo_kl_judge_to_model():
+    """NeMo-Aligner rpo_bwd_kl: exp(logα_c)·(logα_c − logβ̂_c) + exp(logα_r)·(logα_r − logβ̂_r), with
+    logα = logsigmoid(±g) (judge) and logβ̂ = logsigmoid(±βΔ) (model): KL(Bern σ(g) ‖ Bern σ(βΔ))."""
+    want = [_bern_kl(_sig(0.5), _sig(0.75)), _bern_kl(_sig(-0.25), _sig(-1.5))]
+    assert _small("rpo_bwd_kl") == pytest.approx(want, rel=1e-12)
+    assert want[0] == pytest.approx(0.0071792, abs=1e-6)  # σ(.5)=.622459, σ(.75)=.679179
+
+
+def test_rpo_fwd_kl_is_nemo_kl_model_to_judge():
+    """NeMo-Aligner rpo_fwd_kl: exp(logβ̂_c)·(logβ̂_c − logα_c) + exp(logβ̂_r)·(logβ̂_r − logα_r):
+    KL(Bern σ(βΔ) ‖ Bern σ(g))."""
+    want = [_bern_kl(_sig(0.75), _sig(0.5)), _bern_kl(_sig(-1.5), _sig(-0.25))]
+    got = _small("rpo_fwd_kl")
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got[1] != pytest.approx(_small("rpo_bwd_kl")[1], rel=1e-3)  # the two are not the same loss
+
+
+def test_rpo_kl_torch_elementwise_as_in_nemo():
+    """Both KLs written with torch elementwise ops the way NeMo-Aligner spells them."""
+    ls = torch.nn.functional.logsigmoid
+    z = torch.tensor([0.75, -1.5], dtype=torch.float64)
+    g = torch.tensor([0.5, -0.25], dtype=torch.float64)
+    logbeta_c, logbeta_r = ls(z), ls(-z)
+    logalpha_c, logalpha_r = ls(g), ls(-g)
+    bwd = logalpha_c.exp() * (logalpha_c - logbeta_c) + logalpha_r.exp() * (logalpha_r - logbeta_r)
+    fwd = logbeta_c.exp() * (logbeta_c - logalpha_c) + logbeta_r.exp() * (logbeta_r - logalpha_r)
+    assert _small("rpo_bwd_kl") == pytest.approx(bwd.tolist(), rel=1e-12)
+    assert _small("rpo_fwd_kl") == pytest.approx(fwd.tolist(), rel=1e-12)
+
+
+def test_rpo_sq_ipo_hinge_scale_small_numbers():
+    assert _small("rpo_sq") == pytest.approx([(0.75 - 0.5) ** 2, (-1.5 + 0.25) ** 2], rel=1e-12)
+    assert _small("ipo") == pytest.approx([(1.5 - 1.0) ** 2, (-3 - 1.0) ** 2], rel=1e-12)  # 1/(2β) = 1
+    assert _small("hinge") == pytest.approx([0.25, 2.5], rel=1e-12)
+    # scale: |raw margin| × −log σ(βΔ); judge_scale does not enter (NeMo's abs_margin)
+    assert _small("scale") == pytest.approx([2.0 * -math.log(_sig(0.75)), 1.0 * -math.log(_sig(-1.5))],
+                                            rel=1e-12)
+    assert _small("sigmoid") == pytest.approx([-math.log(_sig(0.75)), -math.log(_sig(-1.5))], rel=1e-12)
+
+
+def test_dpo_is_an_alias_of_sigmoid(pair_inputs):
+    pc, pr, rc, rr, _ = pair_inputs
+    assert get_dpo_loss("dpo") is get_dpo_loss("sigmoid")
+    assert "dpo" not in dpo_loss_names() and "dpo" in dpo_loss_names(aliases=True)
+    a, _, _ = dpo_loss(pc, pr, rc, rr, 0.3, "dpo", label_smoothing=0.1)
+    b, _, _ = dpo_loss(pc, pr, rc, rr, 0.3, "sigmoid", label_smoothing=0.1)
+    assert torch.equal(a, b)
+
+
+def test_dpo_sigmoid_label_smoothing_is_cdpo(pair_inputs):
+    """Conservative DPO (cDPO, Mitchell 2023), written out: −(1−ε)·logσ(β·Δ) − ε·logσ(−β·Δ), with
+    Δ = (πc−πr)−(refc−refr). TRL offered this through label_smoothing until 1.16 dropped it."""
     pc, pr, rc, rr, _ = (t.float() for t in pair_inputs)
     beta, eps = 0.2, 0.1
     logits = (pc - pr) - (rc - rr)
-    trl = (-torch.nn.functional.logsigmoid(beta * logits) * (1 - eps)
-           - torch.nn.functional.logsigmoid(-beta * logits) * eps)
+    cdpo = (-torch.nn.functional.logsigmoid(beta * logits) * (1 - eps)
+            - torch.nn.functional.logsigmoid(-beta * logits) * eps)
     ours, _, _ = dpo_loss(pc, pr, rc, rr, beta, "sigmoid", label_smoothing=eps)
-    assert (ours - trl).abs().max().item() < 1e-6
+    assert (ours - cdpo).abs().max().item() < 1e-6
 
 
 def test_dpo_rewards_are_detached_and_losses_have_grad(pair_inputs):
@@ -178,8 +256,41 @@ def test_dpo_loss_errors(pair_inputs):
     pc, pr, rc, rr, _ = pair_inputs
     with pytest.raises(ValueError, match="judge_margin"):
         dpo_loss(pc, pr, rc, rr, 0.1, "rpo_sq")
-    with pytest.raises(ValueError, match="unknown loss_type"):
+    with pytest.raises(ValueError, match="unknown DPO loss 'nope'"):
         dpo_loss(pc, pr, rc, rr, 0.1, "nope")
+    with pytest.raises(ValueError, match=r"unknown DPO loss 'rpo_fwd'; did you mean 'rpo_fwd_kl'\?"):
+        get_dpo_loss("rpo_fwd")
+
+
+def test_register_dpo_loss_dispatch_and_duplicates(pair_inputs):
+    from selfalign.train import losses as L
+
+    with pytest.raises(ValueError, match="already registered"):
+        L.register_dpo_loss("dpo")(lambda delta, beta, **kw: delta)
+    try:
+        @L.register_dpo_loss("_test_identity")
+        def _identity(delta, beta, *, label_smoothing=0.0, judge_margin=None, judge_scale=1.0):
+            """``Δ`` itself (test only). Source: this test."""
+            return delta
+
+        pc, pr, rc, rr, _ = pair_inputs
+        got, _, _ = dpo_loss(pc, pr, rc, rr, 0.1, "_test_identity")
+        torch.testing.assert_close(got, (pc - rc) - (pr - rr))
+        assert "_test_identity" in dpo_loss_names()
+    finally:
+        L._DPO_LOSSES.pop("_test_identity", None)
+
+
+def test_dpo_config_reads_the_registry():
+    from selfalign.config import validate
+    from selfalign.errors import ConfigError
+    from selfalign.train.config import DPOConfig
+
+    base = dict(model="m", train_file="t.jsonl", output_dir="o")
+    assert DPOConfig(**base, loss_type="dpo").loss_type == "sigmoid"  # the alias is stored by its name
+    assert DPOConfig(**base, loss_type="rpo_bwd_kl").loss_type == "rpo_bwd_kl"
+    with pytest.raises(ConfigError, match=r"loss_type: .*unknown DPO loss 'sigmod'; did you mean 'sigmoid'\?"):
+        validate(DPOConfig, {**base, "loss_type": "sigmod"})
 
 
 def test_kl_losses_vanish_when_model_matches_judge(pair_inputs):

@@ -65,3 +65,17 @@ def test_embedded_model_answers_coherently():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
+
+
+def test_padded_batches_left_right_and_order():
+    from selfalign.models.batching import pad_batch, padded_batches
+
+    seqs = [[1], [2, 3, 4], [5, 6]]
+    ids, mask = pad_batch(seqs, 0, left=True)
+    assert ids.tolist() == [[0, 0, 1], [2, 3, 4], [0, 5, 6]] and mask.sum(-1).tolist() == [1, 3, 2]
+    ids, mask = pad_batch(seqs, 9, left=False)
+    assert ids.tolist() == [[1, 9, 9], [2, 3, 4], [5, 6, 9]] and mask.tolist()[0] == [1, 0, 0]
+    batches = list(padded_batches(seqs, 2, 0))  # longest first
+    assert [b[0] for b in batches] == [[1, 2], [0]] and batches[0][1].tolist() == [[2, 3, 4], [0, 5, 6]]
+    batches = list(padded_batches(seqs, 2, 0, left=False, longest_first=False))
+    assert [b[0] for b in batches] == [[0, 2], [1]] and batches[0][1].tolist() == [[1, 0], [5, 6]]

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+import inspect
 
+import pytest
+from pydantic import ValidationError
+
+from selfalign import pair_strategies
+from selfalign.config import validate
 from selfalign.errors import ConfigError, DataError
+from selfalign.pair_strategies import (
+    Candidates,
+    PairOptions,
+    Pick,
+    get_pair_strategy,
+    pair_strategy_names,
+    register_pair_strategy,
+)
 from selfalign.preferences import PairConfig, build_pairs, build_pairs_from_config
 
 
@@ -224,3 +237,74 @@ def test_best_of_n():
                                                     "length_unit": "tokens"}}}
     assert st["pairs"] == 2 and st["bad_reasons"] == {"below_min_score": 1, "too_few_valid": 1}
     assert st["chosen_score_mean"] == 3.5 and st["rejected_score_mean"] is None and st["mean_margin"] is None
+
+
+# ------------------------------------------------------------------------------------------ registry
+def test_registry_names_and_closest_name_errors():
+    assert pair_strategy_names() == ("max_min", "length_control", "all_pairs", "best_of_n")
+    with pytest.raises(ConfigError, match=r"pair\.strategy: unknown strategy 'max_mn'; did you mean 'max_min'\?"):
+        build_pairs([], "max_mn")
+    with pytest.raises(ConfigError, match="did you mean 'length_control'"):
+        get_pair_strategy("lenght_control")
+    with pytest.raises(ConfigError) as e:
+        validate(PairConfig, {"strategy": "al_pairs"}, "recipe.yaml")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("recipe.yaml: strategy:") and "did you mean 'all_pairs'" in msg
+    with pytest.raises(ValueError, match="already registered"):
+        register_pair_strategy("max_min")(lambda c, o: "all_equal")
+
+
+def test_stats_are_the_same_for_every_strategy():
+    recs = [rec("a", [resp("x", 3.0, tokens=4), resp("y", 1.0, tokens=2)]), rec("b", [resp("z", None)])]
+    keys = {name: list(build_pairs(recs, name)[1]) for name in pair_strategy_names()}
+    base = keys["max_min"]
+    assert keys["length_control"] == keys["best_of_n"] == base
+    assert keys["all_pairs"] == [*base, "dropped_by_cap"]
+
+
+def test_custom_strategy_gets_shared_checks_records_and_stats(monkeypatch):
+    monkeypatch.setattr(pair_strategies, "_STRATEGIES", dict(pair_strategies._STRATEGIES))
+
+    @register_pair_strategy("top_two", min_valid=3)
+    def _top_two(c: Candidates, o: PairOptions) -> list[Pick] | str:
+        """Best vs second best."""
+        first, second = sorted(c.responses, key=lambda x: -x.score)[:2]
+        return "margin" if first.score == second.score else [Pick(first, second, c.rid)]
+
+    recs = [rec("a", [resp("lo", 1.0), resp("hi", 5.0, tokens=None), resp("mid", 4.0)]),
+            rec("two", [resp("a", 2.0), resp("b", 1.0)]),  # too few valid for this strategy
+            rec("flat", [resp("a", 2.0), resp("b", 2.0), resp("c", 2.0)]),  # all equal: never reaches it
+            rec("tie", [resp("a", 3.0), resp("b", 3.0), resp("c", 1.0)])]
+    pairs, st = build_pairs(recs, "top_two")
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("hi", "mid")]
+    assert pairs[0]["meta"]["pair"]["strategy"] == "top_two" and pairs[0]["chosen_length"] == 2
+    assert st["bad_reasons"] == {"too_few_valid": 1, "all_equal": 1, "margin": 1}
+    assert st["mean_margin"] == 1.0 and st["length_unit"] == "chars"
+    assert PairConfig(strategy="top_two").at_iteration(0)["strategy"] == "top_two"
+    with pytest.raises(ConfigError, match="only the length_control strategy uses rho"):
+        build_pairs(recs, "top_two", rho=0.2)
+
+
+def test_pair_config_at_iteration_resolves_rho():
+    cfg = PairConfig(strategy="length_control", rho=[0, 0.1], min_margin=0.5)
+    opts = cfg.at_iteration(0)
+    assert set(opts) == set(inspect.signature(build_pairs).parameters) - {"records"}
+    assert opts["strategy"] == "length_control" and opts["rho"] == 0.0 and opts["min_margin"] == 0.5
+    assert [cfg.at_iteration(t)["rho"] for t in range(4)] == [0.0, 0.1, 0.1, 0.1]
+    first, _ = build_pairs([rec("l", LC)], **cfg.at_iteration(0))
+    second, _ = build_pairs([rec("l", LC)], **cfg.at_iteration(1))
+    assert first[0]["chosen"] == "best-long" and second[0]["chosen"] == "best-short"
+    assert PairConfig().at_iteration(3) == {**PairConfig().model_dump(), "rho": 0.0}
+    with pytest.raises(ValueError, match="0-based"):
+        cfg.at_iteration(-1)
+
+
+def test_pair_config_validation():
+    for bad in ({"strategy": "length_control", "rho": [0.0, 1.5]}, {"strategy": "length_control", "rho": []},
+                {"strategy": "max_min", "rho": [0.0, 0.1]}, {"min_margin": -1}, {"max_pairs": -1},
+                {"strategy": "max_min", "unknown": 1}):
+        with pytest.raises(ValidationError):
+            PairConfig(**bad)
+    with pytest.raises(ConfigError, match=r"^cfg.yaml: rho: .*only the length_control strategy uses rho"):
+        validate(PairConfig, {"rho": 0.1}, "cfg.yaml")
+    assert PairConfig(strategy="max_min", rho=[0, 0]).at_iteration(1)["rho"] == 0.0

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 PROMPTS = [
@@ -38,8 +39,8 @@ def _write(tmp_path: Path, tiny_model: Path, judge: dict, extra: dict | None = N
                      "batch_size": 16},
         "judge": judge,
         "pairs": {"strategy": "max_min", "include_unfinished": True},
-        "beta": [0.1, 0.05],
-        "train": {"learning_rate": 1e-3, "per_device_batch_size": 2, "max_length": 96, "save_steps": 1},
+        "train": {"learning_rate": 1e-3, "per_device_batch_size": 2, "max_length": 96, "save_steps": 1,
+                  "beta": [0.1, 0.05]},
         "validation": {"max_new_tokens": 8, "win_rate_judge": {"type": "rubric", "mode": "expected",
                                                                "model": "base"}},
         **(extra or {}),
@@ -58,8 +59,10 @@ def _selfalign(*args, **kw):
 def test_self_rewarding_kill_and_resume(tmp_path, tiny_model):
     cfg = _write(tmp_path, tiny_model, {"type": "rubric", "model": "self", "mode": "expected"})
     run_dir = tmp_path / "runs" / "e2e"
-    # first attempt: killed (SIGKILL) as soon as iteration 1's training has finished
-    p = _selfalign("run", str(cfg))
+    # first attempt: killed (SIGKILL) as soon as iteration 1's training has finished; the per-iteration
+    # beta given on the command line (as `selfalign run --help` shows) is what each train stage runs with
+    beta = "train.beta=[0.5,0.05]"
+    p = _selfalign("run", str(cfg), beta)
     marker = run_dir / "r1s4-train" / "manifest.json"
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
@@ -73,7 +76,7 @@ def test_self_rewarding_kill_and_resume(tmp_path, tiny_model):
     before = {d.name: json.loads((d / "manifest.json").read_text())
               for d in run_dir.iterdir() if (d / "manifest.json").exists()}
     # the same command again: continues, never redoes finished stages
-    p = _selfalign("run", str(cfg))
+    p = _selfalign("run", str(cfg), beta)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
     after = {d.name: json.loads((d / "manifest.json").read_text())
@@ -82,6 +85,9 @@ def test_self_rewarding_kill_and_resume(tmp_path, tiny_model):
         if man["status"] == "done":
             assert after[name]["finished"] == man["finished"] and after[name]["attempts"] == 1, name
             assert f"{name}: done earlier" in out
+    assert [after[f"r{t}s4-train"]["config"]["options"]["beta"] for t in (1, 2)] == [0.5, 0.05]
+    ran = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert ran["train"]["beta"] == [0.5, 0.05]  # config.yaml is what ran
     expected = {"r0s2-validate", "r1s1-generate", "r1s2-judge", "r1s3-pair", "r1s4-train", "r1s5-validate",
                 "r2s1-generate", "r2s2-judge", "r2s3-pair", "r2s4-train", "r2s5-validate"}
     assert expected <= set(after) and all(after[n]["status"] == "done" for n in expected)
@@ -137,7 +143,9 @@ def test_meta_rewarding_mixes_capped_meta_pairs(tmp_path, tiny_model, monkeypatc
     cfg = _write(tmp_path, tiny_model, {"type": "rubric", "model": "self", "mode": "reasoned", "num_evals": 3,
                                         "max_new_tokens": 6},
                  {"iterations": 1, "meta_judge": {"enabled": True, "pct": 0.3, "mode": "expected",
-                                                  "max_class_frac": 1.0},
+                                                  "max_class_frac": 1.0, "include_unfinished": True},
+                  # meta pairs (rubric prompt + judgement) longer than this are skipped, never truncated
+                  "train": {"learning_rate": 1e-3, "per_device_batch_size": 2, "max_length": 1024},
                   "validation": {"enabled": False}})
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps({**p, "id": f"{p['id']}-{k}"}) + "\n" for k, p in enumerate(prompts)))
@@ -157,3 +165,55 @@ def test_meta_rewarding_mixes_capped_meta_pairs(tmp_path, tiny_model, monkeypatc
         assert r["meta"]["chosen_elo"] > r["meta"]["rejected_elo"]
     train = json.loads((run.root / "r1s4-train" / "manifest.json").read_text())["metrics"]
     assert train["train_used"] == pair["train_pairs"]
+
+
+def _cfg_errors(tmp_path, tiny_model, *overrides, judge=None, extra=None):
+    from selfalign.errors import ConfigError
+    from selfalign.recipes.self_rewarding import main
+
+    cfg = _write(tmp_path, tiny_model, judge or {"type": "function", "function": "verifiable"}, extra)
+    with pytest.raises(ConfigError) as e:
+        main(str(cfg), list(overrides))
+    assert not (tmp_path / "runs" / "e2e").exists()  # nothing started
+    return str(e.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.model=x", "train.model: set by the recipe (the stage's model input"),
+    ("train.output_dir=x", "train.output_dir: set by the recipe (the stage directory)"),
+    ("train.ref_model=x", "train.ref_model: set by the recipe (the reference is M_t"),
+    ("beta=0.2", "beta: this setting lives in 'train.beta'"),
+    ("generate.temperature=-1", "generate.temperature: Input should be greater than or equal to 0"),
+    ("train.beta=[0.1,-2]", "train.beta: Input should be greater than 0"),
+    ("validation.win_rate_judge={type: nope}", "validation.win_rate_judge"),
+    ("judge.seed=3", "judge.seed: set by the recipe"),
+])
+def test_every_section_is_checked_before_any_work(tmp_path, tiny_model, override, message):
+    msg = _cfg_errors(tmp_path, tiny_model, override)
+    assert message in msg and "\n" not in msg and msg.startswith(str(tmp_path / "cfg.yaml"))
+
+
+def test_meta_judge_needs_judgement_texts(tmp_path, tiny_model):
+    msg = _cfg_errors(tmp_path, tiny_model, "meta_judge.enabled=true")
+    assert "meta_judge.enabled" in msg and "judgement texts" in msg
+
+
+def test_iteration_configs_follow_the_recipe(tmp_path, tiny_model):
+    from selfalign.recipes.common import load_recipe_config
+    from selfalign.recipes.self_rewarding import MOVED, SelfRewardingConfig, iteration
+
+    judge = {"type": "rubric", "model": "self", "mode": "reasoned", "template": "rubric",
+             "score_regex": r"Rating: ([0-9]+)"}
+    path = _write(tmp_path, tiny_model, judge)
+    cfg = load_recipe_config(SelfRewardingConfig, str(path),
+                             ["meta_judge.enabled=true", "pairs.strategy=length_control", "pairs.rho=[0,0.1]",
+                              "judge.score_regex=Points: ([0-9]+)"], MOVED)
+    its = [iteration(cfg, t) for t in (1, 2)]
+    assert [i.pair.pairs.rho for i in its] == [0, 0.1]
+    assert [i.train.options["beta"] for i in its] == [0.1, 0.05]
+    assert its[0].judge.judge["seed"] != its[1].judge.judge["seed"]  # judge sampling follows the iteration
+    mj = its[0].pair.meta_judge
+    assert mj["score_regex"] == "Points: ([0-9]+)" and mj["judge_template"] == "rubric"  # the main judge's
+    assert mj["max_length"] == 96 and mj["model"] == "self"
+    assert its[0].train.options["save_steps"] == 1 and "model" not in its[0].train.options
+    assert its[0].generate.sample_prompts is None and its[0].generate.num_samples == 3

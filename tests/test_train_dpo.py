@@ -206,6 +206,25 @@ def test_cli_train_dpo_chat_template(tiny_model, small_lm, tmp_path):
     assert e.value.code == 2
 
 
+def test_cli_unknown_loss_type_names_the_closest(tmp_path, capsys):
+    from selfalign.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "dpo", "model=unused", "train_file=unused.jsonl", f"output_dir={tmp_path}",
+              "loss_type=rpo_bwd"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "loss_type" in err and "did you mean 'rpo_bwd_kl'?" in err
+
+
+def test_dpo_alias_trains_as_sigmoid(small_lm, tmp_path):
+    """loss_type=dpo (NeMo-Aligner's name) is the sigmoid loss: same run, same loss."""
+    train = make_pairs(tmp_path / "pairs.jsonl", 4, 8)
+    a = train_dpo(cfg_for(small_lm, train, tmp_path / "a", max_steps=1, loss_type="dpo"))
+    b = train_dpo(cfg_for(small_lm, train, tmp_path / "b", max_steps=1, loss_type="sigmoid"))
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+
+
 def test_reference_cache_is_reused(tmp_path):
     from selfalign.train.dpo import precompute_reference
     from selfalign.train.loop import make_accelerator

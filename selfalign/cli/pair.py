@@ -8,14 +8,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from selfalign.preferences import STRATEGIES
+from selfalign.pair_strategies import pair_strategy_names
 from selfalign.utils.progress import stats_table
 
 
 def pair(
     input: Path = typer.Argument(..., help="Scored candidates (JSONL/JSON/CSV/parquet/datasets folder)."),
     output: Path = typer.Argument(..., help="Preference records to write (JSON lines)."),
-    strategy: str = typer.Option("max_min", help=f"One of: {', '.join(STRATEGIES)}."),
+    strategy: str = typer.Option("max_min", help=f"One of: {', '.join(pair_strategy_names())}."),
     rho: float = typer.Option(0.0, help="length_control: ρ in [0, 1] (0 = max_min)."),
     min_margin: float = typer.Option(0.0, help="Drop pairs whose score difference is below this."),
     include_unfinished: bool = typer.Option(False, help="Also use responses cut at max length."),

@@ -21,17 +21,14 @@ def run(args: list[str] = typer.Argument(..., help="RECIPE.yaml followed by KEY=
     """
     import importlib
 
-    from selfalign.config import load_yaml, split_config_args
+    from selfalign.config import apply_overrides, load_yaml, split_config_args
 
     path, overrides = split_config_args(args)
     if path is None:
         raise ConfigError("give a recipe file, e.g. selfalign run examples/quickstart.yaml")
     data, _ = load_yaml(path)
-    recipe = data.get("recipe", "self_rewarding")
-    for ov in overrides:
-        if ov.startswith("recipe="):
-            recipe = ov.split("=", 1)[1]
-    if recipe not in RECIPES:
+    recipe = apply_overrides(data, overrides).get("recipe", "self_rewarding")  # same parsing as the recipe's
+    if not isinstance(recipe, str) or recipe not in RECIPES:
         raise ConfigError(f"{path}: recipe: unknown recipe {recipe!r}; available: {', '.join(RECIPES)}")
     module = importlib.import_module(RECIPES[recipe])
     module.main(path, overrides)

@@ -1,15 +1,35 @@
-"""``selfalign train sft|rm|dpo``: one command per trainer, ``[CONFIG.yaml] [KEY=VALUE ...]``."""
+"""``selfalign train NAME``: one command per trainer of :mod:`selfalign.train.registry`, each
+``[CONFIG.yaml] [KEY=VALUE ...] [--resume]``.
+
+The commands, their help and their ``Example:`` lines come from the registry
+(:data:`selfalign.train.registry.TRAINERS`); a trainer's module (and torch) is imported only when
+that trainer runs or shows its own ``--help``.
+"""
 
 from __future__ import annotations
 
 import typer
+from typer.core import TyperCommand
 
-train_app = typer.Typer(help="Train a model: sft (supervised), rm (reward model) or dpo (preferences).",
-                        no_args_is_help=True)
+from selfalign.train.registry import get_trainer, trainer_help_extra, trainer_info, trainer_names
 
 _ARGS = typer.Argument(None, help="An optional config YAML, then KEY=VALUE overrides (e.g. lora.r=8).",
                        show_default=False)
 _RESUME = typer.Option(False, "--resume", help="Continue from the last checkpoint in output_dir/checkpoints.")
+
+
+class _TrainerCommand(TyperCommand):
+    """A trainer's command: its ``--help`` adds the trainer's extra help (computed only then)."""
+
+    _extended = False
+
+    def format_help(self, ctx, formatter) -> None:
+        if not self._extended:
+            self._extended = True
+            extra = trainer_help_extra(self.name)
+            if extra:
+                self.help = f"{self.help}\n\n{extra}"
+        return super().format_help(ctx, formatter)
 
 
 def _run(kind: str, args: list[str] | None, resume: bool) -> None:
@@ -19,16 +39,8 @@ def _run(kind: str, args: list[str] | None, resume: bool) -> None:
     path, overrides = split_config_args(list(args or []))
     if resume:
         overrides.append("resume=true")
-    if kind == "sft":
-        from selfalign.train.config import SFTConfig as Cfg
-        from selfalign.train.sft import train_sft as fn
-    elif kind == "rm":
-        from selfalign.train.config import RMConfig as Cfg
-        from selfalign.train.rm import train_rm as fn
-    else:
-        from selfalign.train.config import DPOConfig as Cfg
-        from selfalign.train.dpo import train_dpo as fn
-    cfg = load_config(Cfg, path, overrides)
+    config_cls, fn = get_trainer(kind)
+    cfg = load_config(config_cls, path, overrides)
     summary = fn(cfg)
     keys = [k for k in ("loss", "acc", "eval_loss", "eval_acc", "steps", "train_tokens_per_s") if k in summary]
     body = ", ".join(f"{k}={summary[k]:.4g}" if isinstance(summary[k], float) else f"{k}={summary[k]}" for k in keys)
@@ -36,32 +48,25 @@ def _run(kind: str, args: list[str] | None, resume: bool) -> None:
     typer.echo(summary["model_path"])
 
 
-@train_app.command("sft")
-def sft(args: list[str] = _ARGS, resume: bool = _RESUME):
-    """Supervised fine-tuning on prompt/completion (or messages) data; loss on completion tokens only.
+def _command(app: typer.Typer, name: str) -> None:
+    """Add ``selfalign train NAME`` to ``app``, described by the registry."""
+    info = trainer_info(name)
 
-    Example: selfalign train sft model=smollm2-135m train_file=sft.jsonl output_dir=runs/sft max_steps=100
-    """
-    _run("sft", args, resume)
+    def command(args: list[str] = _ARGS, resume: bool = _RESUME):
+        _run(name, args, resume)
 
-
-@train_app.command("rm")
-def rm(args: list[str] = _ARGS, resume: bool = _RESUME):
-    """Train a reward model (scalar head on the last token, Bradley-Terry loss) on preference pairs.
-
-    Example: selfalign train rm model=smollm2-135m train_file=pairs.jsonl output_dir=runs/rm validation_split=0.1
-    """
-    _run("rm", args, resume)
+    example = f"\n\nExample: {info.example}" if info.example else ""
+    app.command(name, cls=_TrainerCommand, help=f"{info.help}{example}")(command)
 
 
-@train_app.command("dpo")
-def dpo(args: list[str] = _ARGS, resume: bool = _RESUME):
-    """Direct preference optimisation (sigmoid, ipo, hinge, scale, rpo_sq, rpo_fwd_kl, rpo_bwd_kl).
-
-    Example: selfalign train dpo model=smollm2-135m train_file=pairs.jsonl output_dir=runs/dpo beta=0.1
-    """
-    _run("dpo", args, resume)
+def build_train_app() -> typer.Typer:
+    """The ``train`` command group: one command per registered trainer."""
+    app = typer.Typer(help="Train a model with one of the trainers below: "
+                      "selfalign train NAME [CONFIG.yaml] [KEY=VALUE ...] [--resume].", no_args_is_help=True)
+    for name in trainer_names():
+        _command(app, name)
+    return app
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(train_app, name="train")
+    app.add_typer(build_train_app(), name="train")

@@ -33,6 +33,7 @@ __all__ = [
     "encode_prompt_completion",
     "has_chat_template",
     "render_chat",
+    "render_for_generation",
     "render_prompt",
 ]
 
@@ -64,9 +65,13 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def as_messages(prompt: str | Messages) -> Messages:
-    """A string prompt as one user message; a message list unchanged."""
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+def as_messages(prompt: str | Messages, system_prompt: str | None = None) -> Messages:
+    """A string prompt as one user message, a message list as a new list of the same messages;
+    with ``system_prompt``, a system turn goes first unless the messages start with one."""
+    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if system_prompt and not (msgs and msgs[0].get("role") == "system"):
+        msgs = [{"role": "system", "content": system_prompt}, *msgs]
+    return msgs
 
 
 def render_chat(tokenizer: Any, messages: Messages, add_generation_prompt: bool) -> str:
@@ -89,6 +94,25 @@ def render_prompt(tokenizer: Any, prompt: str | Messages) -> str:
     if not has_chat_template(tokenizer) and len(prompt) == 1 and prompt[0]["role"] == "user":
         return prompt[0]["content"]
     return render_chat(tokenizer, as_messages(prompt), add_generation_prompt=True)
+
+
+def render_for_generation(tokenizer: Any, prompt: str | Messages, system_prompt: str | None = None,
+                          chat_template: bool = True) -> tuple[str, bool]:
+    """The text a generation engine feeds the model; returns (text, add_special_tokens when encoding).
+
+    With ``chat_template`` and a tokenizer that has one, this is :func:`render_prompt` of the
+    conversation (with the system turn, if any; the template supplies special tokens). Otherwise a
+    string prompt is used verbatim (after ``system_prompt`` and a blank line) and a message list is
+    joined as ``role: content`` lines ending with ``assistant:``.
+
+    Example: ``text, special = render_for_generation(tok, "Hi", system_prompt="Be brief.")``
+    """
+    if chat_template and has_chat_template(tokenizer):
+        return render_prompt(tokenizer, as_messages(prompt, system_prompt)), False
+    if isinstance(prompt, str):
+        return (f"{system_prompt}\n\n{prompt}" if system_prompt else prompt), True
+    lines = [f"{m['role']}: {m['content']}" for m in as_messages(prompt, system_prompt)]
+    return "\n".join(lines) + "\nassistant:", True
 
 
 def _ids(tokenizer: Any, text: str, add_special_tokens: bool = False) -> list[int]:

@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +45,7 @@ __all__ = [
     "read_records",
     "write_jsonl",
     "write_records",
+    "write_text_atomic",
 ]
 
 #: Extensions :func:`read_records` understands (a ``.gz`` suffix is allowed on JSON/JSONL/CSV).
@@ -82,11 +83,13 @@ def _as_record(obj: Any, path: Path, line: int | None) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ readers
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(path: str | Path, on_error: Callable[[DataError], None] | None = None
+               ) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, record)`` for each non-blank line of a JSON-lines file (1-based).
 
     Raises ``DataError`` (``file:LINE: invalid JSON: ...``) on a malformed line and on a line that
-    is not a JSON object.
+    is not a JSON object — or, with ``on_error``, hands that error to ``on_error`` and goes on
+    with the next line (e.g. to skip a line cut by a crash, or to list every bad line).
 
     Example: ``for line, rec in iter_jsonl("prompts.jsonl"): ...``
     """
@@ -101,10 +104,17 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, line_no) from None
-                yield line_no, _as_record(obj, path, line_no)
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, line_no) from None
+                    rec = _as_record(obj, path, line_no)
+                except DataError as e:
+                    if on_error is None:
+                        raise
+                    on_error(e)
+                    continue
+                yield line_no, rec
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text: {e.reason}", path, line_no + 1) from None
     except (OSError, EOFError) as e:  # e.g. a corrupt .gz
@@ -308,10 +318,13 @@ def read_records(path: str | Path, *, split: str | None = None) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------ writers
 def _temp_sibling(path: Path) -> Path:
-    """A fresh hidden name next to ``path`` keeping its extension (``.out.tmp1a2b.jsonl``)."""
+    """A fresh hidden name next to ``path`` keeping its extension (``.tmp-out.1a2b3c4d.jsonl``).
+
+    Every temporary name starts with ``.tmp-``, so readers of a folder can skip them.
+    """
     ext = "".join(path.suffixes[-2:]) if path.suffix.lower() == ".gz" else path.suffix
     stem = path.name[: len(path.name) - len(ext)] if ext else path.name
-    return path.with_name(f".{stem}.tmp{uuid.uuid4().hex[:8]}{ext}")
+    return path.with_name(f".tmp-{stem}.{uuid.uuid4().hex[:8]}{ext}")
 
 
 def _remove(path: Path) -> None:
@@ -348,12 +361,21 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise DataError("nothing was written to the temporary output", path)
     if (tmp.is_dir() or path.is_dir()) and path.exists() and not path.is_symlink():
         # os.replace cannot put a folder over a file or a non-empty folder: move the old one aside.
-        old = path.with_name(f".{path.name}.old{uuid.uuid4().hex[:8]}")
+        old = path.with_name(f".tmp-{path.name}.old{uuid.uuid4().hex[:8]}")
         os.replace(path, old)
         os.replace(tmp, path)
         _remove(old)
     else:
         os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_output`).
+
+    Example: ``write_text_atomic(run / "index.json", json.dumps(index))``
+    """
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _dumps(rec: Any) -> str:

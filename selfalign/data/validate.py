@@ -8,7 +8,6 @@ all listed and counted as bad.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from selfalign.data.formats import COMPLETION_KEYS, KIND_KEYS, detect_preference_format, normalizer
-from selfalign.data.io import FILE_EXTENSIONS, _ext, _open_text, iter_records
+from selfalign.data.io import FILE_EXTENSIONS, _ext, iter_jsonl, iter_records
 from selfalign.errors import DataError
 
 __all__ = ["ValidationReport", "detect_kind", "validate_file"]
@@ -53,32 +52,16 @@ class ValidationReport:
         return line
 
 
-def _lenient_jsonl(path: Path, report: ValidationReport) -> Iterator[tuple[int, dict | None, Path]]:
-    """Like iter_jsonl but reports a malformed line and goes on (yields ``None`` for it)."""
-    line_no = 0
-    with _open_text(path) as f:
-        lines = iter(f)
-        while True:
-            try:
-                line = next(lines)
-            except StopIteration:
-                return
-            except UnicodeDecodeError as e:
-                raise DataError(f"not UTF-8 text: {e.reason}", path, line_no + 1) from None
-            line_no += 1
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                report.errors.append(f"{path}:{line_no}: invalid JSON: {e.msg} (column {e.colno})")
-                yield line_no, None, path
-                continue
-            if not isinstance(obj, dict):
-                report.errors.append(f"{path}:{line_no}: record must be a JSON object, got {type(obj).__name__}")
-                yield line_no, None, path
-                continue
-            yield line_no, obj, path
+def _lenient_jsonl(path: Path, report: ValidationReport) -> Iterator[tuple[int, dict, Path]]:
+    """Like iter_jsonl but a malformed line is reported (counted bad, its error listed) and skipped."""
+
+    def bad_line(err: DataError) -> None:
+        report.total += 1
+        report.bad += 1
+        report.errors.append(str(err))
+
+    for line_no, rec in iter_jsonl(path, on_error=bad_line):
+        yield line_no, rec, path
 
 
 def detect_kind(record: dict) -> Kind:
@@ -119,9 +102,6 @@ def validate_file(path: str | Path, kind: Kind | Literal["auto"] = "auto", *, sp
     try:
         for line, rec, file in records:
             report.total += 1
-            if rec is None:
-                report.bad += 1
-                continue
             if fn is None:
                 report.kind = detect_kind(rec)
                 keys = {k: v for k, v in keys.items() if k in KIND_KEYS[report.kind]}

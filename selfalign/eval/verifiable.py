@@ -14,8 +14,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from selfalign.checks import has_checks, run_checks
 from selfalign.errors import DataError
-from selfalign.judges.checks import has_checks, run_checks
 
 
 def _texts(rec: dict) -> list[str]:

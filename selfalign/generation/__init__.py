@@ -5,13 +5,14 @@ sharded output). ``from selfalign.generation import build_engine, generate_recor
 from selfalign.generation.engine import (
     Engine,
     EngineConfig,
+    EngineOptions,
     GenerateConfig,
-    SamplingParams,
     build_engine,
     generate_records,
     generate_to_file,
     generation_summary,
 )
+from selfalign.generation.sampling import Prompt, SamplingParams
 
-__all__ = ["Engine", "EngineConfig", "GenerateConfig", "SamplingParams", "build_engine",
-           "generate_records", "generate_to_file", "generation_summary"]
+__all__ = ["Engine", "EngineConfig", "EngineOptions", "GenerateConfig", "Prompt", "SamplingParams",
+           "build_engine", "generate_records", "generate_to_file", "generation_summary"]

@@ -1,4 +1,5 @@
-"""Generation: the ``Engine`` protocol, sampling parameters, and sharded, resumable generation.
+"""Generation: the ``Engine`` protocol, engine settings, and sharded, resumable generation
+(sampling parameters are in :mod:`selfalign.generation.sampling`).
 
 An engine turns prompts into ``num_samples`` responses per prompt. The only backend here is
 ``hf`` (:class:`selfalign.generation.hf.HFEngine`, batched ``transformers`` generation); anything
@@ -24,50 +25,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field
 
 from selfalign.config import StrictModel
+from selfalign.data.io import read_records, write_jsonl, write_text_atomic
 from selfalign.errors import ConfigError, DataError
-
-Prompt = str | list[dict]
-
-
-class SamplingParams(StrictModel):
-    """How to sample: ``temperature`` 0 = greedy; ``top_k`` 0 = off; ``top_p`` 1 = off."""
-
-    num_samples: int = Field(1, ge=1, description="responses per prompt")
-    temperature: float = Field(0.7, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0)
-    max_new_tokens: int = Field(256, ge=1)
-    stop: list[str] = Field(default_factory=list, description="stop strings (cut from the text)")
-    seed: int = 0
-
-    @field_validator("stop", mode="before")
-    @classmethod
-    def _one_stop(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return [v] if v else []
-        return v
-
-    @field_validator("stop")
-    @classmethod
-    def _non_empty(cls, v: list[str]) -> list[str]:
-        if any(s == "" for s in v):
-            raise ValueError("stop strings must not be empty")
-        return v
+from selfalign.generation.sampling import Prompt, SamplingParams
 
 
-class EngineConfig(StrictModel):
-    """Which model generates and how it is batched."""
+class EngineOptions(StrictModel):
+    """How the engine batches and renders (everything but which model: see :class:`EngineConfig`)."""
 
-    model: str = "smollm2-135m"
     backend: Literal["hf"] = "hf"
     batch_size: int = Field(64, ge=1, description="sequences (prompt x sample) per generate call")
     dtype: str = "float32"
@@ -78,6 +51,12 @@ class EngineConfig(StrictModel):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
     prune: bool = Field(True, description="drop finished rows from the batch (our decode loop); "
                                           "False = transformers' generate")
+
+
+class EngineConfig(EngineOptions):
+    """Which model generates and how it is batched."""
+
+    model: str = "smollm2-135m"
 
 
 class GenerateConfig(SamplingParams, EngineConfig):
@@ -166,28 +145,6 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _dump_jsonl(records: Sequence[dict]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-
-
-def _load_jsonl(path: Path) -> list[dict]:
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"invalid JSON ({e.msg})", path, n) from None
-    return out
-
-
 def generate_records(engine: Engine, records: Sequence[dict], params: SamplingParams,
                      out_path: str | Path, shard_size: int = 256, overwrite: bool = False,
                      progress: bool = True, keep_shards: bool = False,
@@ -228,7 +185,7 @@ def generate_records(engine: Engine, records: Sequence[dict], params: SamplingPa
     done = [n for n in names if (sdir / n).is_file()]
     todo = [k for k, n in enumerate(names) if n not in done]
     index["done"] = done
-    _write_text_atomic(index_path, json.dumps(index, indent=1))
+    write_text_atomic(index_path, json.dumps(index, indent=1))
 
     from selfalign.utils.progress import Bar
 
@@ -254,9 +211,9 @@ def generate_records(engine: Engine, records: Sequence[dict], params: SamplingPa
             results = engine.generate([r["prompt"] for r in shard], params, keys=[str(r["id"]) for r in shard],
                                       on_progress=on_progress)
             out = [{**r, "responses": resp} for r, resp in zip(shard, results, strict=True)]
-            _write_text_atomic(sdir / names[k], _dump_jsonl(out))
+            write_jsonl(sdir / names[k], out)
             index["done"] = [n for n in names if (sdir / n).is_file()]
-            _write_text_atomic(index_path, json.dumps(index, indent=1))
+            write_text_atomic(index_path, json.dumps(index, indent=1))
     finally:
         if bar_cm is not None:
             bar_cm.__exit__(None, None, None)
@@ -265,8 +222,8 @@ def generate_records(engine: Engine, records: Sequence[dict], params: SamplingPa
                      tokens_generated=state["tokens"], generate_seconds=time.perf_counter() - t0)
     merged: list[dict] = []
     for n in names:
-        merged.extend(_load_jsonl(sdir / n))
-    _write_text_atomic(out_path, _dump_jsonl(merged))
+        merged.extend(read_records(sdir / n))
+    write_jsonl(out_path, merged)
     if not keep_shards:
         shutil.rmtree(sdir, ignore_errors=True)
     return merged

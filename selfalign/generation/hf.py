@@ -27,34 +27,10 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
+from selfalign.data.chat import render_for_generation
 from selfalign.errors import ConfigError
-from selfalign.generation.engine import Prompt, SamplingParams
-
-
-def as_messages(prompt: Prompt, system_prompt: str | None = None) -> list[dict]:
-    """A prompt (string or message list) as a chat message list, with an optional system turn."""
-    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    if system_prompt and not (msgs and msgs[0].get("role") == "system"):
-        msgs = [{"role": "system", "content": system_prompt}, *msgs]
-    return msgs
-
-
-def render_chat(tokenizer: Any, prompt: Prompt, system_prompt: str | None = None,
-                chat_template: bool = True) -> tuple[str, bool]:
-    """Render ``prompt`` for generation; returns (text, add_special_tokens when encoding).
-
-    With ``chat_template`` and a tokenizer that has one, the prompt becomes a conversation ending
-    with the assistant's generation prompt (the template supplies special tokens). Otherwise a
-    string prompt is used verbatim and a message list is joined as ``role: content`` lines.
-    """
-    from selfalign.data.chat import has_chat_template, render_prompt
-
-    if chat_template and has_chat_template(tokenizer):
-        return render_prompt(tokenizer, as_messages(prompt, system_prompt)), False
-    if isinstance(prompt, str):
-        return (f"{system_prompt}\n\n{prompt}" if system_prompt else prompt), True
-    lines = [f"{m['role']}: {m['content']}" for m in as_messages(prompt, system_prompt)]
-    return "\n".join(lines) + "\nassistant:", True
+from selfalign.generation.sampling import Prompt, SamplingParams
+from selfalign.models.batching import pad_batch
 
 
 def row_seed(seed: int, key: str, sample: int) -> int:
@@ -216,7 +192,7 @@ class HFEngine:
         return next(self.model.parameters()).device
 
     def encode(self, prompt: Prompt) -> list[int]:
-        text, special = render_chat(self.tokenizer, prompt, self.system_prompt, self.chat_template)
+        text, special = render_for_generation(self.tokenizer, prompt, self.system_prompt, self.chat_template)
         ids = self.tokenizer(text, add_special_tokens=special)["input_ids"]
         if self.max_prompt_tokens and len(ids) > self.max_prompt_tokens:
             ids = ids[-self.max_prompt_tokens:]
@@ -255,22 +231,45 @@ class HFEngine:
             self.model.train(was_training)
         return results  # type: ignore[return-value]
 
+    def generate_ids(self, rows: Sequence[Sequence[int]], seeds: Sequence[int], params: SamplingParams
+                     ) -> list[list[int]]:
+        """Generated token ids for already-encoded prompts, one row per sample, each drawn with its own
+        ``seeds[i]`` (see :func:`row_seed`) — for trainers that need the tokens, not only the text (PPO).
+
+        Rows are batched ``batch_size`` at a time, longest first; a row ends as in :meth:`generate`
+        (EOS — kept as its last token —, a stop string, or ``max_new_tokens``). :func:`parse_row` turns
+        a row into its text and finish reason. Runs the model in eval mode (restored after).
+        """
+        if len(seeds) != len(rows):
+            raise ValueError("rows and seeds differ in length")
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        out: list[list[int]] = [[] for _ in rows]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s:s + self.batch_size]
+                gen = self._raw_rows([list(rows[i]) for i in idx], [int(seeds[i]) for i in idx], params)
+                for i, g in zip(idx, gen, strict=True):
+                    out[i] = g
+        finally:
+            self.model.train(was_training)
+        return out
+
     def _generate_rows(self, rows: list[list[int]], seeds: list[int], params: SamplingParams) -> list[dict]:
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, r in enumerate(rows):
-            ids[j, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[j, width - len(r):] = 1
-        dev = self.device
-        ids, mask = ids.to(dev), mask.to(dev)
-        if self.prune:
-            gen = self._decode(ids, mask, seeds, params)
-        else:
-            gen = self._hf_generate(ids, mask, seeds, params)
+        gen = self._raw_rows(rows, seeds, params)
         eos = set(self.eos_ids)
         end = eos | {self.pad_id}
         return [parse_row(self.tokenizer, g, eos, end, params.stop) for g in gen]
+
+    def _raw_rows(self, rows: list[list[int]], seeds: list[int], params: SamplingParams) -> list[list[int]]:
+        """Token ids generated for each row of one batch (left-padded prompts)."""
+        ids, mask = pad_batch(rows, self.pad_id, left=True)
+        dev = self.device
+        ids, mask = ids.to(dev), mask.to(dev)
+        if self.prune:
+            return self._decode(ids, mask, seeds, params)
+        return self._hf_generate(ids, mask, seeds, params)
 
     def _decode(self, ids: torch.Tensor, mask: torch.Tensor, seeds: list[int],
                 params: SamplingParams) -> list[list[int]]:

@@ -8,7 +8,6 @@ from selfalign.judges.base import (
     JUDGE_MODULES,
     Judge,
     JudgeConfig,
-    JudgeStats,
     build_judge,
     mean_var,
     parse_judge_config,
@@ -16,6 +15,7 @@ from selfalign.judges.base import (
     response_text,
     with_scores,
 )
+from selfalign.judges.stats import JudgeStats
 
 __all__ = ["JUDGE_MODULES", "Judge", "JudgeConfig", "JudgeStats", "build_judge", "mean_var",
            "parse_judge_config", "register_judge", "response_text", "with_scores"]

@@ -3,7 +3,7 @@
 Two kinds of scorer:
 
 * ``function: verifiable`` (the default) — the built-in verifiable-instruction scorer: runs the
-  prompt's ``meta.checks`` / ``meta.answer`` (:mod:`selfalign.judges.checks`). ``mode: fraction``
+  prompt's ``meta.checks`` / ``meta.answer`` (:mod:`selfalign.checks`). ``mode: fraction``
   scores the fraction of checks passed, ``mode: all`` scores 1 if every check passes else 0. A
   prompt without checks gets ``None`` (not applicable).
 * ``function: "package.module:name"`` (or ``"path/to/file.py:name"``) — a callable
@@ -37,19 +37,19 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from selfalign.checks import has_checks, run_checks
 from selfalign.config import StrictModel
 from selfalign.errors import ConfigError, DataError, SelfalignError
 from selfalign.judges.base import (
     Judge,
     JudgeConfig,
-    JudgeStats,
     build_judge,
     parse_judge_config,
     register_judge,
     response_text,
     with_scores,
 )
-from selfalign.judges.checks import has_checks, run_checks
+from selfalign.judges.stats import JudgeStats
 
 ScoreFn = Callable[[Any, str, dict], "float | None"]
 

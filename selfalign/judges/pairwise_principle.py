@@ -42,20 +42,16 @@ from pydantic import Field, ValidationError
 
 from selfalign.config import StrictModel
 from selfalign.errors import DataError
-from selfalign.judges.base import (
-    Judge,
-    JudgeConfig,
-    answer_logprobs,
+from selfalign.judges.base import Judge, JudgeConfig, register_judge, response_text, with_scores
+from selfalign.judges.templates import (
     fill_template,
-    load_judge_lm,
     load_template,
     prompt_text,
-    register_judge,
     render_user_turn,
     resources_dir,
-    response_text,
-    with_scores,
 )
+from selfalign.models.load import load_judge_lm
+from selfalign.models.scoring import answer_logprobs
 
 
 class Principle(StrictModel):

@@ -18,16 +18,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from selfalign.errors import ConfigError
-from selfalign.judges.base import (
-    Judge,
-    JudgeConfig,
-    fill_template,
-    load_template,
-    prompt_text,
-    register_judge,
-    response_text,
-    with_scores,
-)
+from selfalign.judges.base import Judge, JudgeConfig, register_judge, response_text, with_scores
+from selfalign.judges.templates import fill_template, load_template, prompt_text
 
 
 class RewardModelJudgeConfig(JudgeConfig):

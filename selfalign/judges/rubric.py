@@ -33,20 +33,18 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from selfalign.generation import EngineConfig, SamplingParams, build_engine
 from selfalign.judges.base import (
     Judge,
     JudgeConfig,
-    answer_logprobs,
     check_regex,
-    fill_template,
-    load_judge_lm,
-    load_template,
-    prompt_text,
     register_judge,
-    render_user_turn,
     response_text,
     with_scores,
 )
+from selfalign.judges.templates import fill_template, load_template, prompt_text, render_user_turn
+from selfalign.models.load import load_judge_lm
+from selfalign.models.scoring import answer_logprobs
 
 DEFAULT_SCORE_REGEX = r"(?:Score|Points): ([0-9.]+)"
 
@@ -166,14 +164,13 @@ class RubricJudge(Judge):
     # ------------------------------------------------------------------------------------ sample
     def _sample(self, texts: list[str], keys: list[str], stop: list[str] | None = None) -> list[list[dict]]:
         """``num_evals`` sampled judge answers per text: ``[{"text", "finish"}]`` lists."""
-        from selfalign.generation.engine import SamplingParams
-        from selfalign.generation.hf import HFEngine
         from selfalign.utils.progress import Bar
 
         cfg = self.cfg
         if self._generate_fn is not None:
             return [[{"text": t, "finish": "stop"} for t in samples] for samples in self._generate_fn(texts, keys)]
-        engine = HFEngine(self.model, self.tokenizer, batch_size=cfg.batch_size)
+        engine = build_engine(EngineConfig(model="in-memory", batch_size=cfg.batch_size),
+                              model=self.model, tokenizer=self.tokenizer)
         params = SamplingParams(num_samples=cfg.num_evals, temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, stop=stop or [])
         with Bar(f"judging ({self.name}, sample)", total=len(texts), unit="response") as bar:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from selfalign.errors import ModelError
+from selfalign.models.batching import padded_batches
 
 
 def last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -148,16 +149,8 @@ class RewardModel(torch.nn.Module):
         device = next(self.parameters()).device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         out: list[float] = [0.0] * len(seqs)
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         try:
-            for s in range(0, len(order), batch_size):
-                idx = order[s:s + batch_size]
-                width = max(len(seqs[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    ids[row, :len(seqs[i])] = torch.tensor(seqs[i])
-                    mask[row, :len(seqs[i])] = 1
+            for idx, ids, mask in padded_batches(seqs, batch_size, pad, left=False, longest_first=False):
                 rewards = self(ids.to(device), mask.to(device)).tolist()
                 for row, i in enumerate(idx):
                     out[i] = rewards[row]

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
-import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from selfalign.errors import ModelError
+from selfalign.data.io import atomic_output
+from selfalign.errors import ConfigError, ModelError
 from selfalign.models.registry import REGISTRY, is_prepared, prepared_dir, selfalign_home
 from selfalign.utils.progress import status
 
@@ -85,35 +85,26 @@ def prepare_registry_model(name: str, force: bool = False) -> Path:
     from transformers.utils import logging as hf_logging
 
     src = gguf_source(name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out.parent))
-    try:
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        with status(f"preparing {name}: reading {src.name} (once; later loads take seconds)"):
-            tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-            gguf_model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name,
-                                                              dtype=torch.float32)
-            config = gguf_model.config
-            if hasattr(config, "quantization_config"):  # the GGUF marker would block save_pretrained later
-                del config.quantization_config
-            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-            missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
-            missing = [k for k in missing if not k.endswith("lm_head.weight")]
-            if missing or unexpected:
-                raise ModelError(f"{src}: GGUF conversion mismatch (missing={missing[:3]}, "
-                                 f"unexpected={unexpected[:3]})")
-            if tok.pad_token is None:
-                tok.pad_token = tok.eos_token
-            model.generation_config.pad_token_id = tok.pad_token_id
-            model.save_pretrained(tmp, safe_serialization=True)
-            tok.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    with atomic_output(out) as tmp, status(f"preparing {name}: reading {src.name} (once; later loads take seconds)"):
+        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name,
+                                                          dtype=torch.float32)
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):  # the GGUF marker would block save_pretrained later
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+        missing = [k for k in missing if not k.endswith("lm_head.weight")]
+        if missing or unexpected:
+            raise ModelError(f"{src}: GGUF conversion mismatch (missing={missing[:3]}, "
+                             f"unexpected={unexpected[:3]})")
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        model.generation_config.pad_token_id = tok.pad_token_id
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
     return out
 
 
@@ -189,6 +180,21 @@ def load_causal_lm(spec: str | Path, dtype: str | torch.dtype | None = "float32"
     if device is not None:
         model.to(device)
     return model
+
+
+def load_judge_lm(spec: str | None, model: Any = None, tokenizer: Any = None, dtype: str = "float32",
+                  device: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for an LLM judge: the ones passed in, else loaded from ``spec``."""
+    if model is not None:
+        if tokenizer is None:
+            raise ConfigError("a judge given a loaded model also needs its tokenizer")
+        return model, tokenizer
+    if not spec:
+        raise ConfigError("judge.model: required (a registry name, model folder or hub id)")
+    with status(f"loading judge model {spec}"):
+        tok = tokenizer if tokenizer is not None else load_tokenizer(spec)
+        lm = load_causal_lm(spec, dtype=dtype, device=device)
+    return lm, tok
 
 
 def cache_root() -> Path:

@@ -7,6 +7,8 @@ returns the final metrics; ``resume=True`` continues from the newest checkpoint)
     from selfalign.train.dpo import train_dpo   # train_dpo(DPOConfig(...), metrics=None) -> dict
     from selfalign.train.rm import train_rm     # train_rm(RMConfig(...), metrics=None) -> dict
     from selfalign.train.sft import train_sft   # train_sft(SFTConfig(...), metrics=None) -> dict
+    from selfalign.train.ppo import train_ppo   # train_ppo(PPOConfig(...), metrics=None) -> dict (RLHF)
 
-Configs live in :mod:`.config`; the command line is ``selfalign train sft|rm|dpo``.
+Configs live in :mod:`.config`; trainers by name (``get_trainer(name) -> (ConfigClass, train_fn)``) in
+:mod:`.registry`, from which the command line ``selfalign train NAME`` is built.
 """

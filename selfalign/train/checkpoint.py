@@ -8,19 +8,18 @@ Layout of ``output_dir/checkpoints/step-00000012/``::
     rng.safetensors       torch CPU (and CUDA) generator states
     state.json            step, epoch, batches consumed in the epoch, python/numpy RNG states, extras
 
-A checkpoint is written into a hidden temporary folder and renamed when complete, so a crash while
-saving leaves either the previous checkpoints or a stray ``.tmp-*`` folder (ignored and cleaned up),
-never a half-written ``step-*``. Only the newest ``keep`` checkpoints are kept.
+A checkpoint is written into a hidden temporary folder and renamed when complete
+(:func:`selfalign.data.io.atomic_output`), so a crash while saving leaves either the previous
+checkpoints or a stray ``.tmp-*`` folder (ignored and cleaned up), never a half-written
+``step-*``. Only the newest ``keep`` checkpoints are kept.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from selfalign.data.io import atomic_output
 
 _NAME = re.compile(r"^step-(\d+)$")
 
@@ -109,21 +110,14 @@ def save_checkpoint(root: str | Path, model: torch.nn.Module, optimizer, schedul
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:08d}"
-    tmp = root / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_output(final) as tmp:
+        tmp.mkdir()
         save_file(trainable_state(model), str(tmp / "weights.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         js, tensors = rng_state()
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "rng.safetensors"))
         (tmp / "state.json").write_text(json.dumps({**asdict(state), "rng": js}), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     for _, old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     for stray in root.glob(".tmp-step-*"):  # left by a crash during an earlier save
@@ -161,17 +155,10 @@ def save_model_folder(model: torch.nn.Module, tokenizer, path: str | Path, adapt
         if isinstance(model, RewardModel):
             model.hf = inner
     _forget_gguf_origin(inner)
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_output(path) as tmp:
         inner.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 

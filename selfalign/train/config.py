@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from selfalign.config import StrictModel
 
@@ -117,10 +117,205 @@ class DPOConfig(TrainConfig):
     rejected_key: str = "rejected"
     ref_model: str | None = Field(None, description="Reference model spec (default: the starting model).")
     beta: float = Field(0.1, gt=0, description="KL strength β (Self-Rewarding: ref_policy_kl_penalty).")
-    loss_type: Literal["sigmoid", "ipo", "hinge", "scale", "rpo_sq", "rpo_fwd_kl", "rpo_bwd_kl"] = "sigmoid"
+    loss_type: str = Field("sigmoid", description="DPO loss: a name registered in selfalign.train.losses "
+                           "(`selfalign train dpo --help` lists them); 'dpo' is accepted as NeMo-Aligner's "
+                           "name for 'sigmoid' (an alias, stored as 'sigmoid').")
+
+    @field_validator("loss_type")
+    @classmethod
+    def _registered_loss(cls, v: str) -> str:
+        from selfalign.train.losses import get_dpo_loss  # the one list of names (imports torch)
+
+        return get_dpo_loss(v).name  # ValueError naming the closest valid name
+
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     judge_scale: float = Field(1.0, description="g = judge_scale × (chosen_score − rejected_score).")
     sft_loss_weight: float = Field(0.0, ge=0, description="Adds this × mean NLL of the chosen tokens.")
     average_log_prob: bool = Field(False, description="Average (not sum) token log-probs per sequence.")
     precompute_ref_logps: bool = Field(False, description="Compute reference log-probs once before training "
                                        "(cached in output_dir) and keep no reference model in memory.")
+
+
+# ------------------------------------------------------------------------------------------------ PPO
+class RewardSourceConfig(StrictModel):
+    """One reward source of PPO; a response's raw reward is ``Σ weight · score`` over the sources.
+
+    * ``type: reward_model`` — ``model``: a folder written by ``selfalign train rm`` (or any HF
+      sequence-classification model with one label); scores ``(prompt, response)`` in the chat format.
+    * ``type: function`` — ``function``: ``verifiable`` (the fraction of the prompt's ``meta.checks`` /
+      ``meta.answer`` passed; ``mode: all`` → 1 if all pass else 0) or ``"module:fn"`` /
+      ``"path/file.py:fn"``, called as ``fn(prompt, response, meta) -> float``.
+    * ``type: judge`` — ``judge``: any pointwise ``selfalign judge`` config (``{type: rubric, ...}``).
+    """
+
+    type: Literal["reward_model", "function", "judge"]
+    weight: float = Field(1.0, description="Multiplies this source's score in the sum.")
+    model: str | None = Field(None, description="reward_model: the reward-model folder.")
+    function: str | None = Field(None, description="function: 'verifiable' or 'module:fn' / 'file.py:fn'.")
+    mode: Literal["fraction", "all"] = Field("fraction", description="function=verifiable: score mode.")
+    judge: dict | None = Field(None, description="judge: a judge config mapping with 'type'.")
+    batch_size: int = Field(8, ge=1, description="reward_model: sequences per scoring forward.")
+    max_length: int | None = Field(None, ge=1, description="reward_model: keep the last N tokens of long inputs.")
+    none_score: float | None = Field(
+        None, description="Score used when the source gives none (a judge parse failure, a prompt without "
+        "checks for 'verifiable'); null = prompts a verifiable reward cannot score are dropped when the "
+        "data is read, and any other missing score stops training with an error.")
+
+    @field_validator("model", "function", "judge")
+    @classmethod
+    def _only_for_its_type(cls, v, info: ValidationInfo):
+        owner = {"model": "reward_model", "function": "function", "judge": "judge"}[info.field_name]
+        kind = info.data.get("type")
+        if v is not None and kind is not None and kind != owner:
+            raise ValueError(f"only for type {owner} (this source is type {kind})")
+        return v
+
+    def required_key(self) -> str:
+        """The key a source of this type must set."""
+        return {"reward_model": "model", "function": "function", "judge": "judge"}[self.type]
+
+    @property
+    def label(self) -> str:
+        """Short name of the source for metrics (``reward_model``, ``verifiable``, ``rubric``...)."""
+        if self.type == "function":
+            return str(self.function).rpartition(":")[2] or "function"
+        if self.type == "judge":
+            return str((self.judge or {}).get("name") or (self.judge or {}).get("type") or "judge")
+        return "reward_model"
+
+
+class RolloutConfig(StrictModel):
+    """How PPO samples its rollouts (the batched generation engine's sampling settings)."""
+
+    num_samples: int = Field(1, ge=1, description="Responses per prompt in each rollout.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature; log-probs are computed from "
+                               "logits / temperature, so the ratio matches the sampling distribution.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="1 = off (log-probs ignore top-p truncation).")
+    top_k: int = Field(0, ge=0, description="0 = off (log-probs ignore top-k truncation).")
+    max_new_tokens: int = Field(64, ge=1)
+    stop: list[str] = Field(default_factory=list, description="Stop strings: end a response like EOS.")
+    seed: int = Field(0, description="Rollout seed: sample k of prompt id at PPO step s is drawn from "
+                      "hash(seed, s, id, k), so rollouts do not depend on batching and replay on resume.")
+    batch_size: int = Field(64, ge=1, description="Sequences per generation batch.")
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, v):
+        return ([v] if v else []) if isinstance(v, str) else v
+
+    def sampling(self, step: int):
+        """:class:`~selfalign.generation.sampling.SamplingParams` for PPO step ``step``."""
+        from selfalign.generation.sampling import SamplingParams
+
+        return SamplingParams(num_samples=self.num_samples, temperature=self.temperature, top_p=self.top_p,
+                              top_k=self.top_k, max_new_tokens=self.max_new_tokens, stop=list(self.stop),
+                              seed=self.seed * 1_000_003 + step)
+
+
+class PPOConfig(TrainConfig):
+    """RLHF with PPO (Ouyang et al. 2022, arXiv 2203.02155; Ziegler et al. 2019, arXiv 1909.08593).
+
+    Each *step*: sample ``rollout_batch_size`` prompts × ``generation.num_samples`` responses, score
+    them (``rewards``), add the per-token KL penalty, compute GAE, then ``ppo_epochs`` passes over
+    minibatches of ``per_device_batch_size × gradient_accumulation_steps`` responses (one optimizer
+    update each). ``max_steps``/``num_epochs`` count steps/passes over the prompts; ``warmup_steps`` and the
+    LR schedule count optimizer updates. ``train_file``/``validation_file`` hold prompts (``id``,
+    ``prompt``, optional ``meta``); ``max_length`` bounds prompt + response (prompts keep their last
+    ``max_length − max_new_tokens`` tokens; ``truncation: drop`` drops longer prompts instead);
+    ``group_by_length`` sorts each PPO epoch's responses by length before cutting minibatches.
+    """
+
+    learning_rate: float = Field(1e-6, gt=0, description="Actor learning rate.")
+    per_device_batch_size: int = Field(4, ge=1, description="Responses per forward (micro-batch).")
+    group_by_length: bool = Field(False, description="Minibatches of similar lengths (else random).")
+    rewards: list[RewardSourceConfig] = Field(..., min_length=1, description="Reward sources, summed.")
+    generation: RolloutConfig = Field(default_factory=RolloutConfig)
+    rollout_batch_size: int = Field(8, ge=1, description="Prompts per PPO step.")
+    ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
+    ref_model: str | None = Field(None, description="Reference model (default: the starting model; with "
+                                  "LoRA the actor with its adapters off).")
+    kl_coef: float = Field(0.05, ge=0, description="β of the per-token KL penalty −β·kl_t (initial value "
+                           "when kl_target is set).")
+    kl_estimator: Literal["k1", "k2", "k3", "salmon"] = Field(
+        "k1", description="Per-token KL estimate (see selfalign.train.rl_losses); salmon = max(k1, 0).")
+    kl_target: float | None = Field(None, gt=0, description="Adaptive KL: steer β so the KL per response "
+                                    "approaches this (Ziegler et al. 2019); null = fixed β.")
+    kl_horizon: int = Field(10000, ge=1, description="Adaptive KL horizon (in responses).")
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount γ of GAE.")
+    lam: float = Field(0.95, ge=0, le=1, description="λ of GAE (SALMON: γ = λ = 1).")
+    cliprange: float = Field(0.2, gt=0, description="ε of the clipped policy loss.")
+    cliprange_value: float | None = Field(0.2, gt=0, description="ε_v of the clipped value loss (null = no clip).")
+    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
+    entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus: subtracts this × mean entropy.")
+    whiten_advantages: bool = Field(True, description="Normalise advantages over each rollout batch.")
+    reward_scale: float = Field(1.0, description="Multiplies the raw reward.")
+    reward_clip: float | None = Field(None, gt=0, description="Clip the scaled reward to [−c, c].")
+    no_stop_penalty: float = Field(0.0, ge=0, description="Subtracted from the score of a response that "
+                                   "ran out of max_new_tokens without a stop token.")
+    no_stop_score: float | None = Field(None, description="Replaces the score of such responses (AlpacaFarm/"
+                                        "SALMON penalty_reward_value); null = keep it.")
+    length_bonus: float = Field(0.0, description="Added to the score per response token (negative: penalty).")
+    critic: Literal["auto", "reward_model", "actor", "shared"] = Field(
+        "auto", description="Value model: reward_model = the first reward model's backbone + a new value "
+        "head; actor = the starting model's backbone + a new head; shared = a value head on the actor itself "
+        "(one backbone, one optimizer: least memory); auto = reward_model if there is one, else actor.")
+    critic_learning_rate: float | None = Field(None, gt=0, description="Critic LR (default: learning_rate).")
+    critic_lora: LoraConfig | None = Field(None, description="LoRA adapters on the critic's backbone.")
+
+    @field_validator("rewards")
+    @classmethod
+    def _complete_sources(cls, v: list[RewardSourceConfig]) -> list[RewardSourceConfig]:
+        for i, src in enumerate(v):
+            if getattr(src, src.required_key()) is None:
+                raise ValueError(f"rewards.{i}: a source of type {src.type} needs the key {src.required_key()!r}")
+        return v
+
+    @field_validator("mixed_precision")
+    @classmethod
+    def _no_fp16(cls, v: str) -> str:
+        if v == "fp16":
+            raise ValueError("ppo supports no (fp32) or bf16; fp16 needs loss scaling, which ppo does not do")
+        return v
+
+    @field_validator("rollout_batch_size")
+    @classmethod
+    def _whole_minibatches(cls, v: int, info: ValidationInfo) -> int:
+        gen, bs, acc = (info.data.get(k) for k in ("generation", "per_device_batch_size",
+                                                   "gradient_accumulation_steps"))
+        if gen is not None and bs and acc and (v * gen.num_samples) % (bs * acc):
+            raise ValueError(f"rollout_batch_size × generation.num_samples = {v * gen.num_samples} responses "
+                             f"must split into whole minibatches of per_device_batch_size × "
+                             f"gradient_accumulation_steps = {bs * acc}")
+        ml = info.data.get("max_length")
+        if gen is not None and ml is not None and ml <= gen.max_new_tokens:
+            raise ValueError(f"max_length ({ml}) must exceed generation.max_new_tokens ({gen.max_new_tokens}) "
+                             "to leave room for the prompt")
+        return v
+
+    @field_validator("no_stop_score")
+    @classmethod
+    def _one_no_stop_rule(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and info.data.get("no_stop_penalty"):
+            raise ValueError("set no_stop_penalty (subtract) or no_stop_score (replace), not both")
+        return v
+
+    @field_validator("critic")
+    @classmethod
+    def _critic_source(cls, v: str, info: ValidationInfo) -> str:
+        rewards = info.data.get("rewards") or []
+        if v == "reward_model" and not any(r.type == "reward_model" for r in rewards):
+            raise ValueError("'reward_model' needs a rewards entry of type reward_model")
+        return v
+
+    @field_validator("critic_learning_rate", "critic_lora")
+    @classmethod
+    def _not_for_shared(cls, v, info: ValidationInfo):
+        if v is not None and info.data.get("critic") == "shared":
+            raise ValueError("a shared critic is trained with the actor (learning_rate, lora); unset this")
+        return v
+
+    def critic_source(self) -> str:
+        """``reward_model``, ``actor`` or ``shared`` (``auto`` resolved)."""
+        if self.critic != "auto":
+            return self.critic
+        return "reward_model" if any(r.type == "reward_model" for r in self.rewards) else "actor"

@@ -1,5 +1,9 @@
 """DPO and its variants (IPO, hinge, judge-weighted, reward-aware RPO) on the shared loop.
 
+* The loss is ``cfg.loss_type``, looked up in the registry of :mod:`selfalign.train.losses`
+  (:func:`~selfalign.train.losses.get_dpo_loss`); losses that need judge scores make every pair
+  carry ``chosen_score``/``rejected_score``.
+
 * Chosen and rejected sequences go through the policy in ONE forward (concatenated batch).
 * Reference: a frozen copy of the starting model; with LoRA, the same model with its adapters
   switched off (no second copy); ``ref_model`` names another one; with ``precompute_ref_logps``
@@ -41,8 +45,6 @@ from selfalign.train.loop import (
 from selfalign.utils.metrics import MetricsLogger
 from selfalign.utils.progress import Bar
 
-_JUDGED = ("scale", "rpo_sq", "rpo_fwd_kl", "rpo_bwd_kl")
-
 
 def sequence_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], average: bool
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,9 +80,10 @@ class DPOObjective:
         else:
             with torch.no_grad():
                 ref = self.reference(model, batch)
+        judged = losses.get_dpo_loss(cfg.loss_type).needs_judge
         pref, rc, rr = losses.dpo_loss(
             logps[:n], logps[n:], ref[:n], ref[n:], cfg.beta, cfg.loss_type, cfg.label_smoothing,
-            judge_margin=batch["margin"] if cfg.loss_type in _JUDGED else None, judge_scale=cfg.judge_scale)
+            judge_margin=batch["margin"] if judged else None, judge_scale=cfg.judge_scale)
         # mean NLL per chosen token (undo the averaging / summing of the log-probs)
         chosen_sum = logps[:n] * counts[:n] if cfg.average_log_prob else logps[:n]
         sft = -chosen_sum / counts[:n]
@@ -170,7 +173,8 @@ def train_dpo(cfg: DPOConfig, metrics: MetricsLogger | None = None) -> dict[str,
     from selfalign.models.load import load_causal_lm
     from selfalign.models.lora import adapters_disabled
 
-    start = start_training(cfg, "dpo", metrics, load_pair_examples(cfg, need_margin=cfg.loss_type in _JUDGED))
+    need_margin = losses.get_dpo_loss(cfg.loss_type).needs_judge
+    start = start_training(cfg, "dpo", metrics, load_pair_examples(cfg, need_margin=need_margin))
     accelerator, datasets, pad_id = start.accelerator, start.datasets, start.pad_id
     model = load_causal_lm(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
     model = prepare_for_training(model, cfg, "causal_lm")

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import torch
 
+from selfalign.data.io import write_text_atomic
 from selfalign.errors import DataError
 from selfalign.train import checkpoint as ckpt
 from selfalign.train.config import TrainConfig
@@ -370,8 +371,6 @@ def finish(cfg: TrainConfig, model: torch.nn.Module, tokenizer, final: dict[str,
         ckpt.save_model_folder(model, tokenizer, out, adapter_only=cfg.save_adapter_only and cfg.lora is not None)
     summary: dict[str, Any] = {**final, **counts, "model_path": str(out)}
     if accelerator.is_main_process:
-        tmp = Path(cfg.output_dir) / ".tmp-train_summary.json"
-        tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        tmp.replace(Path(cfg.output_dir) / "train_summary.json")
+        write_text_atomic(Path(cfg.output_dir) / "train_summary.json", json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
     return summary

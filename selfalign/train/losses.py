@@ -1,4 +1,4 @@
-"""Training losses as pure functions: tensors in, tensors out (imports only torch).
+"""Training losses as pure functions: tensors in, tensors out (imports only torch and the stdlib).
 
 Conventions used throughout:
 
@@ -11,15 +11,19 @@ Conventions used throughout:
   labels under a 0 mask may hold anything (e.g. ``-100``).
 * Pairwise losses return **per-example** losses (shape ``[B]``), never reduced, so the caller
   decides how to normalise across micro-batches and processes.
+* DPO variants are pure functions registered by name (:func:`register_dpo_loss`); the registry is
+  the one list of names (:func:`dpo_loss_names`, :func:`get_dpo_loss`) and :func:`dpo_loss`
+  dispatches on it.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-
-LOSS_TYPES = ("sigmoid", "ipo", "hinge", "scale", "rpo_sq", "rpo_fwd_kl", "rpo_bwd_kl")
-_NEEDS_JUDGE = ("scale", "rpo_sq", "rpo_fwd_kl", "rpo_bwd_kl")
 
 
 # ------------------------------------------------------------------------------------- log-probs
@@ -169,64 +173,144 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
     return nll / mask.sum().clamp(min=1).to(nll.dtype)
 
 
-# ------------------------------------------------------------------------------------- pairwise
-def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
-             ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, beta: float,
-             loss_type: str = "sigmoid", label_smoothing: float = 0.0,
-             judge_margin: torch.Tensor | None = None, judge_scale: float = 1.0
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Direct-preference losses, per example.
+# ----------------------------------------------------------------------------- DPO loss registry
+# A DPO loss variant is a pure function ``fn(delta, beta, *, label_smoothing, judge_margin,
+# judge_scale) -> losses [B]`` registered by name; ``delta`` [B] is the policy-vs-reference margin
+# Δ = (log π(y_c) − log π_ref(y_c)) − (log π(y_r) − log π_ref(y_r)) and ``judge_margin`` [B] the judge
+# score of chosen − rejected (None for losses that do not need it). The registry below is the ONE
+# list of loss names: configs and the CLI read it from here.
 
-    Inputs are [B] sequence log-probs (:func:`sequence_logps`) of the chosen/rejected responses
-    under the policy π and the frozen reference π_ref. With
-    ``Δ = (log π(y_c) − log π_ref(y_c)) − (log π(y_r) − log π_ref(y_r))``, ``z = β·Δ``,
-    ``ε = label_smoothing``, ``g = judge_scale · judge_margin`` (``judge_margin`` [B] = judge
-    score of chosen − judge score of rejected):
 
-    * ``sigmoid`` — DPO, Rafailov et al. 2023 (arXiv 2305.18290):
-      ``−(1−ε)·log σ(z) − ε·log σ(−z)``; ε > 0 is conservative DPO (Mitchell 2023, "A note on
-      DPO with noisy preferences"), the expected loss when labels flip with probability ε.
-    * ``ipo`` — Azar et al. 2023, IPO (arXiv 2310.12036): ``(Δ − 1/(2β))²``.
-    * ``hinge`` — SLiC, Zhao et al. 2023 (arXiv 2305.10425): ``relu(1 − z)``.
-    * ``scale`` — the ``sigmoid`` loss of each example multiplied by ``|g|`` (Self-Rewarding
-      toolkit option; the weight is computed per example, not from a batch average).
-    * ``rpo_sq`` — reward-aware preference optimisation (Nemotron-4 340B report, arXiv
-      2406.11704), squared distance: ``(z − g)²``.
-    * ``rpo_fwd_kl`` — forward KL from the judge's Bernoulli to the model's:
-      ``KL(Bern(σ(g)) ‖ Bern(σ(z))) = σ(g)·(log σ(g) − log σ(z)) + σ(−g)·(log σ(−g) − log σ(−z))``.
-    * ``rpo_bwd_kl`` — backward (reverse) KL: ``KL(Bern(σ(z)) ‖ Bern(σ(g)))``, i.e. the same
-      with the roles of ``z`` and ``g`` swapped.
+@dataclass(frozen=True)
+class DPOLoss:
+    """A registered DPO loss variant: its ``name``, the function, whether it needs judge scores."""
 
-    Returns ``(losses [B], chosen_rewards [B], rejected_rewards [B])``; the rewards are the
-    **β-scaled** implicit rewards ``β·(log π − log π_ref)``, detached.
+    name: str
+    fn: Callable[..., torch.Tensor]
+    needs_judge: bool
+
+
+_DPO_LOSSES: dict[str, DPOLoss] = {}
+_DPO_ALIASES: dict[str, str] = {}  # other name -> registered name
+
+
+def register_dpo_loss(name: str, needs_judge: bool = False, aliases: tuple[str, ...] = ()):
+    """Decorator: register ``fn`` as the DPO loss ``name`` (and under each of ``aliases``).
+
+    ``needs_judge``: the loss reads ``judge_margin`` (pairs must carry both judge scores).
     """
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"unknown loss_type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}")
-    chosen_ratio = policy_chosen_logps - ref_chosen_logps
-    rejected_ratio = policy_rejected_logps - ref_rejected_logps
-    delta = chosen_ratio - rejected_ratio
-    z = beta * delta
-    g = None
-    if loss_type in _NEEDS_JUDGE:
-        if judge_margin is None:
-            raise ValueError(f"loss_type {loss_type!r} needs judge_margin (chosen − rejected judge scores)")
-        g = judge_scale * judge_margin.to(z.dtype)
+    def deco(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        for n in (name, *aliases):
+            if n in _DPO_LOSSES or n in _DPO_ALIASES:
+                raise ValueError(f"DPO loss {n!r} is already registered")
+        _DPO_LOSSES[name] = DPOLoss(name, fn, needs_judge)
+        _DPO_ALIASES.update({a: name for a in aliases})
+        return fn
+    return deco
 
-    if loss_type in ("sigmoid", "scale"):
-        losses = -(1 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
-        if loss_type == "scale":
-            losses = losses * g.abs()
-    elif loss_type == "ipo":
-        losses = (delta - 1 / (2 * beta)) ** 2
-    elif loss_type == "hinge":
-        losses = torch.relu(1 - z)
-    elif loss_type == "rpo_sq":
-        losses = (z - g) ** 2
-    elif loss_type == "rpo_fwd_kl":
-        losses = _bernoulli_kl(g, z)
-    else:  # rpo_bwd_kl
-        losses = _bernoulli_kl(z, g)
-    return losses, (beta * chosen_ratio).detach(), (beta * rejected_ratio).detach()
+
+def dpo_loss_names(aliases: bool = False) -> tuple[str, ...]:
+    """Registered DPO loss names in registration order (``aliases=True``: then the aliases)."""
+    return tuple(_DPO_LOSSES) + (tuple(_DPO_ALIASES) if aliases else ())
+
+
+def get_dpo_loss(name: str) -> DPOLoss:
+    """The loss registered as ``name`` (or whose alias it is); ValueError naming the closest name."""
+    if name in _DPO_LOSSES:
+        return _DPO_LOSSES[name]
+    if name in _DPO_ALIASES:
+        return _DPO_LOSSES[_DPO_ALIASES[name]]
+    close = difflib.get_close_matches(str(name).lower(), dpo_loss_names(aliases=True), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    alias = ", ".join(f"{a}={n}" for a, n in _DPO_ALIASES.items())
+    raise ValueError(f"unknown DPO loss {name!r}{hint} (valid: {', '.join(_DPO_LOSSES)}; aliases: {alias})")
+
+
+def dpo_loss_help() -> str:
+    """One paragraph naming every registered loss (for ``selfalign train dpo --help``)."""
+    plain = [n for n, s in _DPO_LOSSES.items() if not s.needs_judge]
+    judged = [n for n, s in _DPO_LOSSES.items() if s.needs_judge]
+    alias = ", ".join(f"{a} = {n}" for a, n in _DPO_ALIASES.items())
+    return (f"loss_type: {', '.join(plain)} (aliases: {alias}); needing chosen_score/rejected_score "
+            f"in the pairs: {', '.join(judged)}. Formulas and sources: selfalign.train.losses.")
+
+
+def _judge_logit(judge_margin: torch.Tensor, judge_scale: float, like: torch.Tensor) -> torch.Tensor:
+    """``g = judge_scale · judge_margin`` in the dtype of ``like`` ([B])."""
+    return judge_scale * judge_margin.to(like.dtype)
+
+
+@register_dpo_loss("sigmoid", aliases=("dpo",))
+def sigmoid_dpo_loss(delta: torch.Tensor, beta: float, *, label_smoothing: float = 0.0,
+                     judge_margin: torch.Tensor | None = None, judge_scale: float = 1.0) -> torch.Tensor:
+    """DPO: ``−(1−ε)·log σ(βΔ) − ε·log σ(−βΔ)`` per pair ([B] → [B]).
+
+    Source: Rafailov et al. 2023, "Direct Preference Optimization" (arXiv 2305.18290, eq. 7).
+    ``dpo`` is an alias: NeMo-Aligner's name for this loss (``preference_loss: dpo``, which is
+    ``−logsigmoid(β·Δ)``, i.e. ε = 0). With ``ε = label_smoothing > 0`` this is **conservative
+    DPO** (cDPO; Mitchell 2023, "A note on DPO with noisy preferences & relationship to IPO"): the
+    expected DPO loss when each label is flipped with probability ε. NeMo-Aligner has no ε; TRL
+    offered cDPO through ``label_smoothing`` on its sigmoid loss and dropped it in TRL 1.16 (its
+    ``robust`` and ``exo_pair`` losses still read ε).
+    """
+    z = beta * delta
+    if not label_smoothing:
+        return -F.logsigmoid(z)
+    return -(1 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
+
+
+@register_dpo_loss("ipo")
+def ipo_loss(delta: torch.Tensor, beta: float, *, label_smoothing: float = 0.0,
+             judge_margin: torch.Tensor | None = None, judge_scale: float = 1.0) -> torch.Tensor:
+    """IPO: ``(Δ − 1/(2β))²`` per pair ([B] → [B]); β plays the role of IPO's τ.
+
+    Source: Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human
+    Preferences" (arXiv 2310.12036, eq. 17). Same expression as NeMo-Aligner's ``ipo``. Δ is built
+    from **summed** token log-probs unless the trainer's ``average_log_prob`` is set (NeMo-Aligner:
+    ``preference_average_log_probs``, also off by default); TRL's IPO always averages per token, so
+    set ``average_log_prob=true`` to match TRL (and keep β comparable across lengths).
+    """
+    return (delta - 1 / (2 * beta)) ** 2
+
+
+@register_dpo_loss("hinge")
+def hinge_loss(delta: torch.Tensor, beta: float, *, label_smoothing: float = 0.0,
+               judge_margin: torch.Tensor | None = None, judge_scale: float = 1.0) -> torch.Tensor:
+    """SLiC hinge: ``relu(1 − βΔ)`` per pair ([B] → [B]).
+
+    Source: Zhao et al. 2023, "SLiC-HF" (arXiv 2305.10425), with β·Δ as the margin, as TRL's
+    ``hinge`` loss. Not in NeMo-Aligner.
+    """
+    return torch.relu(1 - beta * delta)
+
+
+@register_dpo_loss("scale", needs_judge=True)
+def scale_loss(delta: torch.Tensor, beta: float, *, label_smoothing: float = 0.0,
+               judge_margin: torch.Tensor | None = None, judge_scale: float = 1.0) -> torch.Tensor:
+    """Judge-weighted DPO: ``|m| · sigmoid_dpo_loss(Δ)`` per pair, ``m = judge_margin`` ([B] → [B]).
+
+    Source: NeMo-Aligner's self-rewarding ``preference_loss: scale`` (``megatron_gpt_spin_model.py``:
+    ``abs_margin * -logsigmoid(β·Δ).mean(0)`` with ``abs_margin = |chosen_score − rejected_score|``).
+    As there, the weight is the **raw** score margin: ``judge_scale`` (NeMo's ``gt_reward_scale``,
+    used only by the ``rpo_*`` losses) does not enter. Differences: NeMo's ``.mean(0)`` binds to the
+    DPO term, so it weights the micro-batch *mean* loss by each pair's margin, a [B] tensor that its
+    scalar reduction (``loss.view(1)``) accepts only at micro-batch size 1, where it equals this
+    per-pair weighting; per pair also keeps the loss independent of how a batch is split. ε
+    (cDPO) applies to the DPO factor; NeMo has no ε.
+    """
+    return judge_margin.to(delta.dtype).abs() * sigmoid_dpo_loss(delta, beta, label_smoothing=label_smoothing)
+
+
+@register_dpo_loss("rpo_sq", needs_judge=True)
+def rpo_sq_loss(delta: torch.Tensor, beta: float, *, label_smoothing: float = 0.0,
+                judge_margin: torch.Tensor | None = None, judge_scale: float = 1.0) -> torch.Tensor:
+    """Reward-aware preference optimisation, squared distance: ``(βΔ − g)²``, ``g = judge_scale·m``.
+
+    Shapes [B] → [B]. Source: Nemotron-4 340B report (NVIDIA 2024, arXiv 2406.11704, RPO);
+    NeMo-Aligner ``rpo_sq``: ``(ref_policy_kl_penalty * rewards_delta - gt_rewards_delta) ** 2``
+    with ``gt_rewards_delta = gt_reward_scale * (chosen_gt − rejected_gt)`` — the same expression.
+    """
+    return (beta * delta - _judge_logit(judge_margin, judge_scale, delta)) ** 2
 
 
 def _bernoulli_kl(p_logit: torch.Tensor, q_logit: torch.Tensor) -> torch.Tensor:
@@ -234,6 +318,70 @@ def _bernoulli_kl(p_logit: torch.Tensor, q_logit: torch.Tensor) -> torch.Tensor:
     lp, lp_neg = F.logsigmoid(p_logit), F.logsigmoid(-p_logit)
     lq, lq_neg = F.logsigmoid(q_logit), F.logsigmoid(-q_logit)
     return lp.exp() * (lp - lq) + lp_neg.exp() * (lp_neg - lq_neg)
+
+
+@register_dpo_loss("rpo_fwd_kl", needs_judge=True)
+def rpo_fwd_kl_loss(delta: torch.Tensor, beta: float, *, label_smoothing: float = 0.0,
+                    judge_margin: torch.Tensor | None = None, judge_scale: float = 1.0) -> torch.Tensor:
+    """RPO, forward KL **from the model's Bernoulli to the judge's**: ``KL(Bern σ(βΔ) ‖ Bern σ(g))``.
+
+    ``= σ(βΔ)·(log σ(βΔ) − log σ(g)) + σ(−βΔ)·(log σ(−βΔ) − log σ(−g))``, ``g = judge_scale·m``;
+    shapes [B] → [B]. Source: NeMo-Aligner ``rpo_fwd_kl`` (``megatron_gpt_dpo_model.py``):
+    ``exp(logbeta_hat_chosen) * (logbeta_hat_chosen - logalpha_hat_chosen) + (same for rejected)``
+    with ``logbeta_hat = logsigmoid(±β·Δ)`` (model) and ``logalpha_hat = logsigmoid(±g)`` (judge);
+    RPO in the Nemotron-4 340B report (arXiv 2406.11704). Name and definition are NeMo-Aligner's,
+    so its configs carry over; note that the usual convention (forward KL = KL(target ‖ model))
+    would call this one the *reverse* KL.
+    """
+    return _bernoulli_kl(beta * delta, _judge_logit(judge_margin, judge_scale, delta))
+
+
+@register_dpo_loss("rpo_bwd_kl", needs_judge=True)
+def rpo_bwd_kl_loss(delta: torch.Tensor, beta: float, *, label_smoothing: float = 0.0,
+                    judge_margin: torch.Tensor | None = None, judge_scale: float = 1.0) -> torch.Tensor:
+    """RPO, backward KL **from the judge's Bernoulli to the model's**: ``KL(Bern σ(g) ‖ Bern σ(βΔ))``.
+
+    ``= σ(g)·(log σ(g) − log σ(βΔ)) + σ(−g)·(log σ(−g) − log σ(−βΔ))``, ``g = judge_scale·m``;
+    shapes [B] → [B]. Source: NeMo-Aligner ``rpo_bwd_kl`` (``megatron_gpt_dpo_model.py``):
+    ``exp(logalpha_hat_chosen) * (logalpha_hat_chosen - logbeta_hat_chosen) + (same for rejected)``;
+    RPO in the Nemotron-4 340B report (arXiv 2406.11704). Up to the judge's entropy (constant in
+    θ) this is the cross-entropy of the model's preference probability against the judge's soft
+    label; name and definition are NeMo-Aligner's (see :func:`rpo_fwd_kl_loss` on the naming).
+    """
+    return _bernoulli_kl(_judge_logit(judge_margin, judge_scale, delta), beta * delta)
+
+
+def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+             ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, beta: float,
+             loss_type: str = "sigmoid", label_smoothing: float = 0.0,
+             judge_margin: torch.Tensor | None = None, judge_scale: float = 1.0
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Direct-preference loss ``loss_type`` per example: dispatches to the registered variant.
+
+    Inputs are [B] sequence log-probs (:func:`sequence_logps`) of the chosen/rejected responses
+    under the policy π and the frozen reference π_ref; ``Δ = (log π(y_c) − log π_ref(y_c)) −
+    (log π(y_r) − log π_ref(y_r))``, ``ε = label_smoothing``, ``judge_margin`` [B] = judge score of
+    chosen − rejected, ``g = judge_scale · judge_margin``. Variants (:func:`dpo_loss_names`; each
+    function's docstring gives its formula and source):
+
+    * ``sigmoid`` (alias ``dpo``, NeMo-Aligner's name) — DPO ``−log σ(βΔ)``; cDPO when ε > 0;
+    * ``ipo`` — ``(Δ − 1/(2β))²``;  ``hinge`` — ``relu(1 − βΔ)``;
+    * judge-aware: ``scale`` — ``|judge_margin| ×`` the sigmoid loss; ``rpo_sq`` — ``(βΔ − g)²``;
+      ``rpo_fwd_kl`` — ``KL(Bern σ(βΔ) ‖ Bern σ(g))``; ``rpo_bwd_kl`` — ``KL(Bern σ(g) ‖ Bern σ(βΔ))``
+      (NeMo-Aligner's definitions and names).
+
+    Returns ``(losses [B], chosen_rewards [B], rejected_rewards [B])``; the rewards are the
+    **β-scaled** implicit rewards ``β·(log π − log π_ref)``, detached. Unknown ``loss_type`` or a
+    judge-aware loss without ``judge_margin`` → ValueError.
+    """
+    spec = get_dpo_loss(loss_type)
+    if spec.needs_judge and judge_margin is None:
+        raise ValueError(f"loss_type {loss_type!r} needs judge_margin (chosen − rejected judge scores)")
+    chosen_ratio = policy_chosen_logps - ref_chosen_logps
+    rejected_ratio = policy_rejected_logps - ref_rejected_logps
+    losses = spec.fn(chosen_ratio - rejected_ratio, beta, label_smoothing=label_smoothing,
+                     judge_margin=judge_margin, judge_scale=judge_scale)
+    return losses, (beta * chosen_ratio).detach(), (beta * rejected_ratio).detach()
 
 
 def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,

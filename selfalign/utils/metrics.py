@@ -11,6 +11,7 @@ import math
 import time
 from pathlib import Path
 
+from selfalign.data.io import iter_jsonl
 from selfalign.utils.progress import console
 
 
@@ -76,15 +77,8 @@ def _fmt(v) -> str:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The rows of a ``metrics.jsonl`` (none when it does not exist); a line cut by a crash is skipped."""
     p = Path(path)
     if not p.is_file():
         return []
-    out = []
-    for line in p.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
-    return out
+    return [row for _, row in iter_jsonl(p, on_error=lambda _err: None)]

@@ -1,0 +1,64 @@
+"""Stage ``train``: any registered trainer (sft, rm, dpo, …) on the ``data`` input from ``model``.
+
+Inputs: ``model`` (the starting model), ``data`` (the training records). Output: ``model``
+(``<stage>/model``; checkpoints go to ``<stage>/checkpoints``). The stage config is the trainer's
+resolved config without the keys the stage fills in itself (:data:`STAGE_SETS`), so the manifest
+shows every setting that trained the model (e.g. this iteration's ``beta``) and a changed setting
+re-runs the stage. A killed stage resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, model_validator
+
+from selfalign.config import StrictModel
+from selfalign.pipeline import Stage
+from selfalign.stages.base import numeric, stage
+
+# keys of every trainer config that the train stage sets itself, and why
+STAGE_SETS: dict[str, str] = {
+    "model": "the stage's model input (in a recipe: the policy of the iteration)",
+    "train_file": "the stage's data input (in a recipe: the pairs of the iteration)",
+    "output_dir": "the stage directory",
+    "metrics_file": "the run's metrics.jsonl",
+    "resume": "a stage always resumes its own unfinished training",
+}
+
+
+class TrainStageConfig(StrictModel):
+    """``trainer`` (a registered name) and its options (its config minus :data:`STAGE_SETS`)."""
+
+    trainer: str
+    options: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _valid(self) -> TrainStageConfig:
+        self.trainer_config(Path("."), Path("."), Path("."))
+        return self
+
+    @classmethod
+    def of(cls, trainer: str, config: BaseModel) -> TrainStageConfig:
+        """From a validated trainer config: every option, defaults included, minus STAGE_SETS."""
+        return cls(trainer=trainer, options=config.model_dump(mode="json", exclude=set(STAGE_SETS)))
+
+    def trainer_config(self, model: Path, data: Path, out: Path) -> Any:
+        from selfalign.stages.sections import validate_as
+        from selfalign.train.registry import get_trainer
+
+        config_cls, _ = get_trainer(self.trainer)
+        return validate_as(config_cls, "train", {**self.options, "model": str(model), "train_file": str(data),
+                                                 "output_dir": str(out), "resume": True})
+
+
+@stage("train", TrainStageConfig)
+def train(st: Stage, cfg: TrainStageConfig, *, model: Path, data: Path) -> dict:
+    from selfalign.train.registry import get_trainer
+
+    st.output("model", "model")  # the trainer writes st.dir/model and st.dir/checkpoints
+    tcfg = cfg.trainer_config(model, data, st.dir)
+    _, fn = get_trainer(cfg.trainer)
+    final = fn(tcfg, metrics=st.logger(echo_every=0))
+    return numeric({k: v for k, v in (final or {}).items() if v is not None})
