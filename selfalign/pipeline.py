@@ -30,7 +30,6 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from selfalign.config import config_hash, dump_yaml
-from selfalign.data.io import write_text_atomic
+from selfalign.data.io import atomic_output, write_text_atomic
 from selfalign.utils.metrics import MetricsLogger
 from selfalign.utils.progress import console
 
@@ -125,13 +124,12 @@ class Run:
         if config is not None:
             cfg_path = self.root / "config.yaml"
             old = cfg_path.read_text(encoding="utf-8") if cfg_path.exists() else None
-            tmp = self.root / ".tmp-config.yaml"
-            dump_yaml(config, tmp)
-            new = tmp.read_text(encoding="utf-8")
+            with atomic_output(cfg_path) as tmp:
+                dump_yaml(config, tmp)
+                new = tmp.read_text(encoding="utf-8")
             if old is not None and old != new:
                 console.print("[yellow]config changed since the last run of this directory: stages "
                               "whose settings changed will re-run[/]")
-            os.replace(tmp, cfg_path)
 
     # ------------------------------------------------------------------ helpers
     def stage_dir(self, name: str, round: int, step: int) -> Path:

@@ -259,3 +259,20 @@ def test_example_config_validates():
     cfg = load_config(PPOConfig, root / "examples" / "ppo.yaml")
     assert cfg.model == "smollm2-135m" and cfg.rewards[0].function == "verifiable"
     assert (root / cfg.train_file).is_file() and (root / cfg.validation_file).is_file()
+
+
+def test_engine_generate_ids_matches_generate(peaked_lm):
+    """The token-level entry PPO uses samples exactly what `generate` samples for the same seeds."""
+    from selfalign.generation import SamplingParams
+    from selfalign.generation.hf import HFEngine, parse_row, row_seed
+
+    engine = HFEngine(peaked_lm, batch_size=3)
+    prompts = ["Say something.", "A longer prompt about thing 7, please.", "Hi"]
+    params = SamplingParams(num_samples=2, temperature=1.0, max_new_tokens=6, seed=5)
+    texts = [[r["text"] for r in rs] for rs in engine.generate(prompts, params, keys=["a", "b", "c"])]
+    rows = [engine.encode(p) for p in prompts for _ in range(2)]
+    seeds = [row_seed(5, key, k) for key in "abc" for k in range(2)]
+    gen = engine.generate_ids(rows, seeds, params)
+    eos = set(engine.eos_ids)
+    got = [parse_row(engine.tokenizer, g, eos, eos | {engine.pad_id}, [])["text"] for g in gen]
+    assert got == [t for ts in texts for t in ts]

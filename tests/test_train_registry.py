@@ -34,8 +34,8 @@ def test_ppo_listed_only_when_its_module_exists():
 
 
 def test_unknown_trainer_names_the_closest():
-    with pytest.raises(ConfigError, match=r"unknown trainer 'dpp'; did you mean 'dpo'\?"):
-        registry.get_trainer("dpp")
+    with pytest.raises(ConfigError, match=r"unknown trainer 'dop'; did you mean 'dpo'\?"):
+        registry.get_trainer("dop")  # ('dpp' is as close to 'ppo' as to 'dpo')
     with pytest.raises(ConfigError, match="valid: sft, rm, dpo"):
         registry.trainer_info("zzz")
 

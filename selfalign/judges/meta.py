@@ -352,12 +352,12 @@ class MetaJudge(Judge):
             return self._generate_fn(texts, keys)
         if not texts:
             return []
-        from selfalign.generation.engine import SamplingParams
-        from selfalign.generation.hf import HFEngine
+        from selfalign.generation import EngineConfig, SamplingParams, build_engine
         from selfalign.utils.progress import Bar
 
         cfg = self.cfg
-        engine = HFEngine(self.model, self.tokenizer, batch_size=cfg.batch_size)
+        engine = build_engine(EngineConfig(model="in-memory", batch_size=cfg.batch_size), model=self.model,
+                              tokenizer=self.tokenizer)
         params = SamplingParams(num_samples=1, temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
         with Bar(f"meta-judging ({self.name})", total=len(texts), unit="comparison") as bar:

@@ -31,7 +31,13 @@ from selfalign.errors import ConfigError
 from selfalign.judges.meta import MetaJudgeConfig
 from selfalign.pipeline import Run
 from selfalign.preferences import PairConfig
-from selfalign.recipes.common import base_model_path, check_files, finish_run, load_recipe_config, print_summary
+from selfalign.recipes.common import (
+    base_model_path,
+    check_files,
+    finish_run,
+    load_recipe_config,
+    print_summary,
+)
 from selfalign.stages import (
     GenerateStageConfig,
     JudgeStageConfig,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from selfalign.generation.engine import EngineConfig, EngineOptions, SamplingParams
+from selfalign.generation import EngineConfig, EngineOptions, SamplingParams
 from selfalign.pipeline import Stage
 from selfalign.stages.base import stage
 

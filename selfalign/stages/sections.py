@@ -101,7 +101,9 @@ def derive_section(schema: type[BaseModel], name: str, *, recipe_sets: dict[str,
 def check_recipe_keys(model: type[BaseModel], data: dict, lines: dict[str, int], source: str,
                       moved: dict[str, str] | None = None) -> None:
     """Reject keys the recipe sets itself and keys that moved, each with a one-line reason."""
-    where = (lambda key: f"{source}:{lines[key]}: " if key in lines else (f"{source}: " if source else ""))
+    def where(key: str) -> str:
+        return f"{source}:{lines[key]}: " if key in lines else (f"{source}: " if source else "")
+
     for old, new in (moved or {}).items():
         cur: Any = data
         for part in old.split("."):

@@ -32,6 +32,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from selfalign.data.io import atomic_output
 from selfalign.train import losses
 from selfalign.train.config import DPOConfig
 from selfalign.train.data import PairExample, collate_pairs
@@ -159,9 +160,8 @@ def precompute_reference(cfg: DPOConfig, sets: list[list[PairExample]], ref_fn: 
             tensors[f"set{i}"] = vals
     if accelerator.is_main_process:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".tmp-{cache.name}")
-        save_file(tensors, str(tmp), metadata={"key": key})
-        tmp.replace(cache)
+        with atomic_output(cache) as tmp:
+            save_file(tensors, str(tmp), metadata={"key": key})
     return False
 
 

@@ -21,16 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from selfalign.checks import has_checks
 from selfalign.errors import ConfigError, SelfalignError
 from selfalign.train.config import RewardSourceConfig
-
-
-def _has_checks(meta: Any) -> bool:
-    try:  # the verifiable checks are moving from selfalign.judges.checks to selfalign.checks
-        from selfalign.checks import has_checks
-    except ImportError:
-        from selfalign.judges.checks import has_checks
-    return has_checks(meta)
 
 
 def applicability(sources: Sequence[RewardSourceConfig]) -> Callable[[dict], str | None]:
@@ -41,7 +34,7 @@ def applicability(sources: Sequence[RewardSourceConfig]) -> Callable[[dict], str
               if s.type == "function" and s.function == "verifiable" and s.none_score is None]
 
     def check(record: dict) -> str | None:
-        if strict and not _has_checks(record.get("meta")):
+        if strict and not has_checks(record.get("meta")):
             return f"rewards.{strict[0]}"
         return None
 
@@ -205,7 +198,8 @@ def score_all(sources: Sequence[RewardSource], records: list[dict], texts: list[
 
 def probe_rewards(sources: Sequence[RewardSource], record: dict, source_file: str | None = None) -> None:
     """Score ``record`` with an empty response through every source, before any rollout: a source
-    that raises, returns NaN or a non-number fails here with a one-line error naming its key."""
+    that raises, returns NaN or a non-number fails here with a one-line error naming its key (a
+    missing score is allowed here: a judge may fairly fail to parse an empty answer)."""
     for src in sources:
         try:
             src.score([record], [""], allow_none=True)
