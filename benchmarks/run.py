@@ -3,6 +3,7 @@
     python -m benchmarks.run --quick          # 3 training steps, 8 generation prompts x 4 x 64 tokens
     python -m benchmarks.run --full           # 8 steps = 64 pairs at batch 8; 64 prompts x 4 x 128 tokens
     python -m benchmarks.run --smoke          # tiny random model, 2 steps: checks the harness (CI)
+    python -m benchmarks.run --full --workloads ppo   # PPO vs TRL 0.11's PPOTrainer (own venv: benchmarks.ppo)
 
 Each (framework, workload) runs in its own subprocess (``python -m benchmarks.workloads``), one
 after the other on this machine, so peak memory is per run. The runner prepares the shared inputs
@@ -28,7 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import data as bdata
-from benchmarks.workloads import WORKLOADS
+from benchmarks import ppo as bppo
+from benchmarks.workloads import ALL_WORKLOADS, WORKLOADS
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 LOSS_TOL = 1e-3
@@ -108,8 +110,10 @@ def prepare_inputs(mode: str, model: str | None, workdir: Path, device: str) -> 
 
 
 # ---------------------------------------------------------------------------------------------- runs
-def run_worker(framework: str, workloads: list[str], spec_path: Path, workdir: Path) -> list[dict]:
-    """Run one subprocess; return its results (a failed process yields error rows)."""
+def run_worker(framework: str, workloads: list[str], spec_path: Path, workdir: Path,
+               peer_python: str | None = None) -> list[dict]:
+    """Run one subprocess; return its results (a failed process yields error rows). The ppo baseline
+    runs ``benchmarks/peers/trl_ppo.py`` with ``peer_python`` (TRL 0.11's own venv)."""
     tag = f"{framework}-{'-'.join(workloads)}"
     out = workdir / "results" / f"{tag}.json"
     log = workdir / "logs" / f"{tag}.log"
@@ -122,6 +126,12 @@ def run_worker(framework: str, workloads: list[str], spec_path: Path, workdir: P
                                           os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     cmd = [sys.executable, "-m", "benchmarks.workloads", framework, ",".join(workloads),
            "--spec", str(spec_path), "--json", str(out)]
+    if framework == "baseline" and workloads == ["ppo"]:
+        python = bppo.peer_python(peer_python)
+        if not Path(python).is_file():
+            return [{"framework": framework, "workload": "ppo", "error": f"no TRL PPO venv at {python} "
+                     "(install: see benchmarks/peers/trl_ppo.py; or pass --trl-ppo-python)"}]
+        cmd = bppo.peer_command(python, spec_path, out)
     t = time.perf_counter()
     with console.status(f"running {framework}: {', '.join(workloads)}"), log.open("w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
@@ -136,7 +146,7 @@ def run_worker(framework: str, workloads: list[str], spec_path: Path, workdir: P
 def compare(results: list[dict]) -> list[dict]:
     """One row per workload with both sides and the selfalign/baseline ratios."""
     rows = []
-    for w in WORKLOADS:
+    for w in ALL_WORKLOADS:
         ours = next((r for r in results if r["workload"] == w and r["framework"] == "selfalign"), None)
         base = next((r for r in results if r["workload"] == w and r["framework"] == "baseline"), None)
         if ours is None and base is None:
@@ -156,8 +166,10 @@ def compare(results: list[dict]) -> list[dict]:
                 row["loss1_delta"] = abs(lo[0] - lb[0])
             if len(lo) > 1 and len(lb) > 1:
                 row["loss2_delta"] = abs(lo[1] - lb[1])
-            if ours.get("tokens") and base.get("tokens") and w != "gen":
+            if ours.get("tokens") and base.get("tokens") and w not in ("gen", "ppo"):
                 row["same_tokens"] = ours["tokens"] == base["tokens"]
+            if w == "ppo":
+                row.update(bppo.compare_extra(ours, base))
         rows.append(row)
     return rows
 
@@ -215,6 +227,10 @@ def print_table(rows: list[dict], title: str, targets: bool = True) -> None:
             notes.append(f"process CPU-time ratio {row['cpu_ratio']:.2f}× (less sensitive to other load)")
         if row.get("same_tokens") is False:
             notes.append("token counts differ between the frameworks")
+        if "same_prompts" in row:
+            notes.append(("the same prompts in every step" if row["same_prompts"] else "PROMPTS DIFFER between "
+                          "the frameworks") + "; rollout tokens/s ratio " + _f(row.get("rollout_speedup"), ".2f") +
+                         "×, training tokens/s ratio " + _f(row.get("train_speedup"), ".2f") + "×")
         if targets and w in TARGETS and "speedup" in row:
             ok = row["speedup"] >= TARGETS[w]
             notes.append(f"speed target {TARGETS[w]}× {'met' if ok else 'missed'}")
@@ -237,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--quick", action="store_const", const="quick", dest="mode")
     g.add_argument("--full", action="store_const", const="full", dest="mode")
     g.add_argument("--smoke", action="store_const", const="smoke", dest="mode")
-    ap.add_argument("--workloads", default=",".join(WORKLOADS), help="subset, e.g. dpo,gen")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS),
+                    help=f"subset, e.g. dpo,gen; also {','.join(ALL_WORKLOADS[len(WORKLOADS):])} (only when named)")
     ap.add_argument("--frameworks", default="baseline,selfalign", help="which sides to run, in this order")
     ap.add_argument("--model", default=None, help="model spec (default: smollm2-135m; tiny for --smoke)")
     ap.add_argument("--steps", type=int, default=None, help="override the number of training steps")
@@ -246,14 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=None, help="default: <selfalign cache>/bench/<mode>")
     ap.add_argument("--json", default=None, help="write all results (and machine details) here")
     ap.add_argument("--markdown", default=None, help="write the table as Markdown here")
+    ap.add_argument("--trl-ppo-python", default=None, help="Python of TRL 0.11's venv for the ppo baseline "
+                    f"(default: $TRL_PPO_PYTHON or {bppo.DEFAULT_PEER_PYTHON})")
     ap.add_argument("--set", action="append", default=[], metavar="WORKLOAD.KEY=VALUE",
                     help="selfalign config override, e.g. dpo.precompute_ref_logps=true (repeatable)")
     a = ap.parse_args(argv)
     mode = a.mode or "quick"
     workloads = [w for w in a.workloads.split(",") if w]
     for w in workloads:
-        if w not in WORKLOADS:
-            ap.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
+        if w not in ALL_WORKLOADS:
+            ap.error(f"unknown workload {w!r}; choose from {', '.join(ALL_WORKLOADS)}")
     frameworks = [f for f in a.frameworks.split(",") if f]
     import torch
 
@@ -270,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         spec["steps"] = a.steps
     if a.threads:
         spec["threads"] = a.threads
+    if "ppo" in workloads:
+        spec["ppo"] = bppo.prepare(spec, mode, workdir)
     overrides: dict[str, dict[str, Any]] = {}
     for item in a.set:
         key, _, raw = item.partition("=")
@@ -288,23 +309,27 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     if mode == "smoke":
         for fw in frameworks:
-            results += run_worker(fw, workloads, spec_path, workdir)
+            if [w for w in workloads if w != "ppo"]:
+                results += run_worker(fw, [w for w in workloads if w != "ppo"], spec_path, workdir)
+            if "ppo" in workloads:  # the ppo baseline runs in another venv
+                results += run_worker(fw, ["ppo"], spec_path, workdir, a.trl_ppo_python)
     else:
         for w in workloads:
             for fw in frameworks:
-                results += run_worker(fw, [w], spec_path, workdir)
+                results += run_worker(fw, [w], spec_path, workdir, a.trl_ppo_python)
     rows = compare(results)
     info = machine_info()
     title = (f"selfalign vs baseline — {mode}, {spec['steps']} steps × batch {spec['batch_size']}, "
              f"{device} ({info.get('cpu') or info.get('gpu') or ''}, {info.get('cpu_count')} cores)")
     print_table(rows, title, targets=mode != "smoke")
+    bppo.print_breakdown(results, console)
     if a.json:
         Path(a.json).write_text(json.dumps({"mode": mode, "command": "python -m benchmarks.run " + " ".join(
             argv if argv is not None else sys.argv[1:]), "machine": info, "spec": spec, "results": results,
             "comparison": [{k: v for k, v in r.items() if k not in ("selfalign", "baseline")} for r in rows]},
             indent=2))
     if a.markdown:
-        Path(a.markdown).write_text(markdown_table(rows))
+        Path(a.markdown).write_text(markdown_table(rows) + bppo.markdown_breakdown(results))
     failed = [r for r in results if "error" in r]
     return 1 if failed else 0
 

@@ -12,7 +12,8 @@ the trainers; one ``model.generate(..., num_return_sequences=k)`` call per promp
 frameworks get the same settings: batch, learning rate, β, max_length, linear schedule without
 warm-up, no weight decay, gradient clipping at 1.0, no gradient checkpointing, dropout off, fp32
 weights on CPU and bf16 on GPU, and the same batches in the same order (TRL's dataset is written
-in selfalign's batch order and read sequentially).
+in selfalign's batch order and read sequentially). ``ppo`` (only when named) is selfalign's side of
+:mod:`benchmarks.ppo`; its TRL side runs in a venv of its own (``benchmarks/peers/trl_ppo.py``).
 
 What is measured (each step timed between its start and the end of its optimizer step; on GPU
 after a synchronisation):
@@ -41,7 +42,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-WORKLOADS = ("dpo", "rm", "sft", "gen")
+WORKLOADS = ("dpo", "rm", "sft", "gen")  # the default selection
+OPTIONAL_WORKLOADS = ("ppo",)  # run only when named (--workloads ppo): see benchmarks.ppo
+ALL_WORKLOADS = WORKLOADS + OPTIONAL_WORKLOADS
 FRAMEWORKS = ("selfalign", "baseline")
 
 
@@ -372,6 +375,12 @@ def run_one(framework: str, workload: str, spec: dict, workdir: Path) -> dict[st
     try:
         if workload == "gen":
             r = run_gen_selfalign(spec) if framework == "selfalign" else run_gen_baseline(spec)
+        elif workload == "ppo":
+            if framework != "selfalign":
+                raise ValueError("the ppo baseline runs in its own venv: benchmarks/peers/trl_ppo.py")
+            from benchmarks.ppo import run_selfalign as run_ppo_selfalign
+
+            r = run_ppo_selfalign(spec, out_dir)
         elif framework == "selfalign":
             r = run_selfalign(workload, spec, out_dir)
         else:
@@ -392,7 +401,7 @@ def run_one(framework: str, workload: str, spec: dict, workdir: Path) -> dict[st
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.workloads", description=__doc__.splitlines()[0])
     ap.add_argument("framework", choices=FRAMEWORKS)
-    ap.add_argument("workloads", help="comma-separated: " + ",".join(WORKLOADS))
+    ap.add_argument("workloads", help="comma-separated: " + ",".join(ALL_WORKLOADS))
     ap.add_argument("--spec", required=True, help="spec.json written by benchmarks.run")
     ap.add_argument("--json", required=True, help="where to write the results (a JSON list)")
     a = ap.parse_args(argv)
@@ -404,8 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(spec["workdir"])
     results = []
     for w in a.workloads.split(","):
-        if w not in WORKLOADS:
-            ap.error(f"unknown workload {w!r}; choose from {', '.join(WORKLOADS)}")
+        if w not in ALL_WORKLOADS:
+            ap.error(f"unknown workload {w!r}; choose from {', '.join(ALL_WORKLOADS)}")
         results.append(run_one(a.framework, w, spec, workdir))
     tmp = Path(a.json).with_name(f".tmp-{Path(a.json).name}")
     tmp.write_text(json.dumps(results, indent=2))
