@@ -80,7 +80,8 @@ def collect(run_dir: Path) -> dict:
                 {k: mm[k] for k in ("parse_failure_rate", "tie_rate", "bad_ends_frac",
                                     "judge_check_agreement") if k in mm})
         elif kind == "pair":
-            pairs = _output_records(m)
+            # meta pairs carry Elo θ, not judge scores: only the main pairs' scores are plotted
+            pairs = [x for x in _output_records(m) if (x.get("meta") or {}).get("kind") != "meta_judge"]
             data["pairs"][r] = {
                 "chosen": [x.get("chosen_score") for x in pairs if x.get("chosen_score") is not None],
                 "rejected": [x.get("rejected_score") for x in pairs if x.get("rejected_score") is not None],

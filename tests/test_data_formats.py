@@ -6,11 +6,16 @@ import copy
 
 import pytest
 
-from selfalign.data.formats import (
-    detect_preference_format,
+from selfalign.data.convert import (
     from_llm_on_ray,
     from_openrlhf,
     from_trl,
+    to_llm_on_ray,
+    to_openrlhf,
+    to_trl,
+)
+from selfalign.data.formats import (
+    detect_preference_format,
     load_preferences,
     load_prompts,
     load_sft,
@@ -18,9 +23,6 @@ from selfalign.data.formats import (
     normalize_preference,
     normalize_prompt,
     normalize_sft,
-    to_llm_on_ray,
-    to_openrlhf,
-    to_trl,
 )
 from selfalign.data.io import write_jsonl
 from selfalign.errors import DataError

@@ -217,3 +217,5 @@ def test_iteration_configs_follow_the_recipe(tmp_path, tiny_model):
     assert mj["max_length"] == 96 and mj["model"] == "self"
     assert its[0].train.options["save_steps"] == 1 and "model" not in its[0].train.options
     assert its[0].generate.sample_prompts is None and its[0].generate.num_samples == 3
+    # a recipe's trainers checkpoint by default, so a crash mid-training resumes mid-training
+    assert SelfRewardingConfig.model_fields["train"].annotation().save_steps == 10

@@ -57,13 +57,8 @@ def convert(
 
     Example: selfalign data convert hf_prefs/ prefs.parquet --to trl --style conversational
     """
-    from selfalign.data.formats import (
-        detect_preference_format,
-        llm_on_ray_record,
-        normalizer,
-        openrlhf_record,
-        trl_record,
-    )
+    from selfalign.data.convert import llm_on_ray_record, openrlhf_record, trl_record
+    from selfalign.data.formats import detect_preference_format, normalizer
     from selfalign.data.io import iter_records, write_records
 
     if to is Target.openrlhf:

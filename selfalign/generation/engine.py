@@ -27,6 +27,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -145,24 +146,30 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def generate_records(engine: Engine, records: Sequence[dict], params: SamplingParams,
-                     out_path: str | Path, shard_size: int = 256, overwrite: bool = False,
-                     progress: bool = True, keep_shards: bool = False,
-                     shard_dir: str | Path | None = None, stats: dict | None = None) -> list[dict]:
-    """Generate ``params.num_samples`` responses for every prompt record; write ``out_path``.
+@dataclass
+class _ShardPlan:
+    """The shard folder of one :func:`generate_records` call: which shards exist and which are to do."""
 
-    Returns the candidate records (input record + ``"responses"``) in input order. Finished shards
-    of an earlier, interrupted call with the same settings are reused (see the module docstring);
-    shards written with other settings raise :class:`DataError` unless ``overwrite``. Shards go to
-    ``shard_dir`` (default ``<output stem>.shards`` next to the output). A ``stats`` dict, when
-    given, receives what this call did: shards reused/generated, prompts and tokens generated, seconds.
-    """
+    sdir: Path
+    index_path: Path
+    index: dict[str, Any]
+    shards: list[list[dict]]
+    names: list[str]
+    done: list[str]  # shard files already finished (reused)
+    todo: list[int]  # indices of the shards still to generate
+
+    def mark_done(self) -> None:
+        """Record the finished shards in ``index.json`` (atomically)."""
+        self.index["done"] = [n for n in self.names if (self.sdir / n).is_file()]
+        write_text_atomic(self.index_path, json.dumps(self.index, indent=1))
+
+
+def _plan_shards(engine: Engine, records: list[dict], params: SamplingParams, sdir: Path, shard_size: int,
+                 overwrite: bool) -> _ShardPlan:
+    """Check ``sdir`` against this call's fingerprint (shards from other settings: error, or removed
+    with ``overwrite``), cut the records into shards and write ``index.json``."""
     import shutil
 
-    records = check_prompt_records(records)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    sdir = Path(shard_dir) if shard_dir is not None else shard_dir_for(out_path)
     fingerprint = _sha({"engine": engine.fingerprint(), "params": params.model_dump(mode="json"),
                         "shard_size": shard_size,
                         "prompts": [[str(r["id"]), r["prompt"]] for r in records]})
@@ -186,17 +193,22 @@ def generate_records(engine: Engine, records: Sequence[dict], params: SamplingPa
     todo = [k for k, n in enumerate(names) if n not in done]
     index["done"] = done
     write_text_atomic(index_path, json.dumps(index, indent=1))
+    return _ShardPlan(sdir, index_path, index, shards, names, done, todo)
 
+
+def _generate_shards(engine: Engine, params: SamplingParams, plan: _ShardPlan, progress: bool,
+                     t0: float) -> dict[str, int]:
+    """Generate and write every shard still to do (progress bar rates count from ``t0``); returns
+    ``{"prompts", "tokens"}`` generated."""
     from selfalign.utils.progress import Bar
 
-    n_todo = sum(len(shards[k]) for k in todo)
-    t0 = time.perf_counter()
+    n_todo = sum(len(plan.shards[k]) for k in plan.todo)
     state = {"prompts": 0, "tokens": 0}
     bar_cm = Bar("generating", total=n_todo, unit="prompt") if progress and n_todo else None
     bar = bar_cm.__enter__() if bar_cm else None
     try:
-        for k in todo:
-            shard = shards[k]
+        for k in plan.todo:
+            shard = plan.shards[k]
             base = dict(state)
 
             def on_progress(p_done: int, toks: int, base=base) -> None:
@@ -211,22 +223,51 @@ def generate_records(engine: Engine, records: Sequence[dict], params: SamplingPa
             results = engine.generate([r["prompt"] for r in shard], params, keys=[str(r["id"]) for r in shard],
                                       on_progress=on_progress)
             out = [{**r, "responses": resp} for r, resp in zip(shard, results, strict=True)]
-            write_jsonl(sdir / names[k], out)
-            index["done"] = [n for n in names if (sdir / n).is_file()]
-            write_text_atomic(index_path, json.dumps(index, indent=1))
+            write_jsonl(plan.sdir / plan.names[k], out)
+            plan.mark_done()
     finally:
         if bar_cm is not None:
             bar_cm.__exit__(None, None, None)
-    if stats is not None:
-        stats.update(shards_reused=len(done), shards_generated=len(todo), prompts_generated=state["prompts"],
-                     tokens_generated=state["tokens"], generate_seconds=time.perf_counter() - t0)
+    return state
+
+
+def _merge_shards(plan: _ShardPlan, out_path: Path, keep_shards: bool) -> list[dict]:
+    """Concatenate the shards in order into ``out_path`` (atomically); remove the folder unless kept."""
+    import shutil
+
     merged: list[dict] = []
-    for n in names:
-        merged.extend(read_records(sdir / n))
+    for n in plan.names:
+        merged.extend(read_records(plan.sdir / n))
     write_jsonl(out_path, merged)
     if not keep_shards:
-        shutil.rmtree(sdir, ignore_errors=True)
+        shutil.rmtree(plan.sdir, ignore_errors=True)
     return merged
+
+
+def generate_records(engine: Engine, records: Sequence[dict], params: SamplingParams,
+                     out_path: str | Path, shard_size: int = 256, overwrite: bool = False,
+                     progress: bool = True, keep_shards: bool = False,
+                     shard_dir: str | Path | None = None, stats: dict | None = None) -> list[dict]:
+    """Generate ``params.num_samples`` responses for every prompt record; write ``out_path``.
+
+    Returns the candidate records (input record + ``"responses"``) in input order. Finished shards
+    of an earlier, interrupted call with the same settings are reused (see the module docstring);
+    shards written with other settings raise :class:`DataError` unless ``overwrite``. Shards go to
+    ``shard_dir`` (default ``<output stem>.shards`` next to the output). A ``stats`` dict, when
+    given, receives what this call did: shards reused/generated, prompts and tokens generated, seconds.
+    """
+    records = check_prompt_records(records)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    sdir = Path(shard_dir) if shard_dir is not None else shard_dir_for(out_path)
+    plan = _plan_shards(engine, records, params, sdir, shard_size, overwrite)
+    t0 = time.perf_counter()
+    state = _generate_shards(engine, params, plan, progress, t0)
+    if stats is not None:
+        stats.update(shards_reused=len(plan.done), shards_generated=len(plan.todo),
+                     prompts_generated=state["prompts"], tokens_generated=state["tokens"],
+                     generate_seconds=time.perf_counter() - t0)
+    return _merge_shards(plan, out_path, keep_shards)
 
 
 def generation_summary(records: Sequence[dict], seconds: float | None = None) -> dict[str, Any]:

@@ -25,9 +25,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -168,13 +168,38 @@ def evaluate(model: torch.nn.Module, objective: Objective, examples: list, batch
 
 
 # --------------------------------------------------------------------------------------------- loop
-def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, train: list, evals: list,
-               accelerator, metrics: MetricsLogger, stage: str) -> tuple[dict[str, float], torch.nn.Module]:
-    """Train ``model`` on ``train`` and return ``(final metrics, unwrapped model)``.
+@dataclass
+class _Run:
+    """What every step of :func:`train_loop` needs; built once by :func:`_setup_run`."""
 
-    Resumes from the newest checkpoint in ``output_dir/checkpoints`` when ``cfg.resume``.
-    """
-    world, rank = accelerator.num_processes, accelerator.process_index
+    cfg: TrainConfig
+    model: torch.nn.Module  # as prepared by the accelerator (possibly wrapped)
+    objective: Objective
+    train: list
+    evals: list
+    accelerator: Any
+    metrics: MetricsLogger
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    trainable: list[torch.nn.Parameter]
+    lengths: list[int]
+    global_batch: int
+    drop_last: bool
+    steps_per_epoch: int
+    total: int
+    ckpt_root: Path
+    loud: bool | None  # echo for eval / final log lines; None when the logger stays quiet
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        """The global batches of ``epoch`` (seeded, optionally length-grouped)."""
+        return batch_plan(self.lengths, self.global_batch, self.cfg.seed, epoch, self.cfg.group_by_length,
+                          self.drop_last)
+
+
+def _setup_run(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, train: list, evals: list,
+               accelerator, metrics: MetricsLogger) -> _Run:
+    """Step counts, optimizer, LR schedule and the accelerator-prepared model for :func:`train_loop`."""
+    world = accelerator.num_processes
     global_batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * world
     lengths = [e.length for e in train]
     drop_last = world > 1  # every process needs the same number of micro-batches
@@ -189,101 +214,169 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
     scheduler = make_scheduler(optimizer, cfg.lr_scheduler, warmup, total)
     model, optimizer = accelerator.prepare(model, optimizer)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    ckpt_root = Path(cfg.output_dir) / "checkpoints"
+    return _Run(cfg, model, objective, train, evals, accelerator, metrics, optimizer, scheduler, trainable,
+                lengths, global_batch, drop_last, steps_per_epoch, total, Path(cfg.output_dir) / "checkpoints",
+                loud=True if metrics.echo_every else None)  # a logger made with echo_every=0 stays quiet
 
+
+def _resume(run: _Run, stage: str) -> ckpt.TrainState:
+    """The newest checkpoint's state (model, optimizer and schedule restored) when ``cfg.resume``,
+    else a fresh state."""
     state = ckpt.TrainState()
-    if cfg.resume:
-        found = ckpt.latest_checkpoint(ckpt_root)
+    if run.cfg.resume:
+        found = ckpt.latest_checkpoint(run.ckpt_root)
         if found is not None:
-            state = ckpt.load_checkpoint(found, accelerator.unwrap_model(model), optimizer, scheduler)
-            console.print(f"[green]resuming[/] {stage} from {found} (step {state.step}/{total})")
+            state = ckpt.load_checkpoint(found, run.accelerator.unwrap_model(run.model), run.optimizer,
+                                         run.scheduler)
+            console.print(f"[green]resuming[/] {stage} from {found} (step {state.step}/{run.total})")
+    return state
 
-    last: dict[str, float] = dict(state.extra.get("last_metrics", {}))
-    window: dict[str, float] = defaultdict(float)
-    window_steps, window_tokens = 0, 0
-    t_window = t_start = time.perf_counter()
-    tokens_start = state.tokens
-    loud = True if metrics.echo_every else None  # a logger made with echo_every=0 stays quiet
-    model.train()
-    with Bar(stage, total=total, unit="step") as bar:
-        if state.step:
-            bar.advance(state.step)
-        while state.step < total:
-            plan = batch_plan(lengths, global_batch, cfg.seed, state.epoch, cfg.group_by_length, drop_last)
-            for gb in plan[state.batches_in_epoch:]:
-                count = max(float(objective.weight([train[i] for i in gb])), 1e-12)
-                mbs = micro_batches(gb, lengths, cfg.per_device_batch_size, rank, world)
-                sums: dict[str, torch.Tensor] = {}
-                tokens = 0
-                for k, mb in enumerate(mbs):
-                    examples = [train[i] for i in mb]
-                    tokens += sum(e.num_tokens for e in examples)
-                    batch = _to(objective.collate(examples), accelerator.device)
-                    sync = k == len(mbs) - 1
-                    with accelerator.no_sync(model) if not sync else nullcontext():
-                        with accelerator.autocast():
-                            loss_sum, stats = objective.loss(model, batch)
-                        accelerator.backward(loss_sum * (world / count))
-                    for key, v in stats.items():
-                        sums[key] = sums.get(key, 0) + v.detach().float()
-                if cfg.max_grad_norm:
-                    grad_norm = accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                else:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, float("inf"))
-                lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
 
-                sums["_tokens"] = torch.tensor(float(tokens))
-                step_vals = _reduce(sums, accelerator)
-                step_tokens = int(step_vals.pop("_tokens"))
-                state.tokens += step_tokens
-                state.batches_in_epoch += 1
-                if state.batches_in_epoch == len(plan):
-                    state.epoch, state.batches_in_epoch = state.epoch + 1, 0
-                state.step += 1
-                for key, v in step_vals.items():
-                    window[key] += v / count
-                window["grad_norm"] += float(grad_norm)
-                window["lr"] += lr
-                window_steps += 1
-                window_tokens += step_tokens
-                bar.advance(1, info=f"loss={step_vals.get('loss', 0.0) / count:.4f}")
+class _Step(NamedTuple):
+    """One optimizer step's results (metric sums over all processes, not yet divided by ``count``)."""
 
-                done = state.step >= total
-                if state.step % cfg.logging_steps == 0 or done:
-                    now = time.perf_counter()
-                    last = {k: v / window_steps for k, v in window.items()}
-                    last["tokens_per_s"] = window_tokens / max(now - t_window, 1e-9)
-                    last["epoch"] = state.step / steps_per_epoch
-                    if accelerator.is_main_process:  # console echo: the logger's echo_every (+ the last step)
-                        metrics.log(state.step, echo=loud if done else None, **last)
-                    window, window_steps, window_tokens, t_window = defaultdict(float), 0, 0, now
-                if cfg.eval_steps and state.step % cfg.eval_steps == 0 and not done and evals:
-                    ev = evaluate(model, objective, evals, cfg.per_device_batch_size, accelerator)
-                    if accelerator.is_main_process:
-                        metrics.log(state.step, echo=loud, **ev)
-                if cfg.save_steps and (state.step % cfg.save_steps == 0 or done):
-                    state.extra["last_metrics"] = last
-                    if accelerator.is_main_process:
-                        ckpt.save_checkpoint(ckpt_root, accelerator.unwrap_model(model), optimizer, scheduler,
-                                             state, keep=cfg.save_total_limit)
-                    accelerator.wait_for_everyone()
-                if done:
-                    break
+    count: float
+    values: dict[str, float]
+    tokens: int
+    grad_norm: Any
+    lr: float
 
-    elapsed = time.perf_counter() - t_start
+
+def _train_step(run: _Run, gb: list[int]) -> _Step:
+    """One global batch: accumulate gradients over this process's micro-batches, clip, AdamW and LR step."""
+    acc, objective, train = run.accelerator, run.objective, run.train
+    world = acc.num_processes
+    count = max(float(objective.weight([train[i] for i in gb])), 1e-12)
+    mbs = micro_batches(gb, run.lengths, run.cfg.per_device_batch_size, acc.process_index, world)
+    sums: dict[str, torch.Tensor] = {}
+    tokens = 0
+    for k, mb in enumerate(mbs):
+        examples = [train[i] for i in mb]
+        tokens += sum(e.num_tokens for e in examples)
+        batch = _to(objective.collate(examples), acc.device)
+        sync = k == len(mbs) - 1
+        with acc.no_sync(run.model) if not sync else nullcontext():
+            with acc.autocast():
+                loss_sum, stats = objective.loss(run.model, batch)
+            acc.backward(loss_sum * (world / count))
+        for key, v in stats.items():
+            sums[key] = sums.get(key, 0) + v.detach().float()
+    if run.cfg.max_grad_norm:
+        grad_norm = acc.clip_grad_norm_(run.trainable, run.cfg.max_grad_norm)
+    else:
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, float("inf"))
+    lr = run.scheduler.get_last_lr()[0]
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+
+    sums["_tokens"] = torch.tensor(float(tokens))
+    step_vals = _reduce(sums, acc)
+    step_tokens = int(step_vals.pop("_tokens"))
+    return _Step(count, step_vals, step_tokens, grad_norm, lr)
+
+
+def _advance(state: ckpt.TrainState, step: _Step, batches_per_epoch: int) -> None:
+    """Count one optimizer step (tokens, position in the epoch, epoch rollover)."""
+    state.tokens += step.tokens
+    state.batches_in_epoch += 1
+    if state.batches_in_epoch == batches_per_epoch:
+        state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+    state.step += 1
+
+
+@dataclass
+class _Window:
+    """Per-step metrics summed since the last log line (started at ``start``, a perf_counter time)."""
+
+    start: float
+    sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    steps: int = 0
+    tokens: int = 0
+
+    def add(self, step: _Step) -> None:
+        for key, v in step.values.items():
+            self.sums[key] += v / step.count
+        self.sums["grad_norm"] += float(step.grad_norm)
+        self.sums["lr"] += step.lr
+        self.steps += 1
+        self.tokens += step.tokens
+
+    def flush(self, now: float) -> dict[str, float]:
+        """Window means (+ ``tokens_per_s``) up to ``now``; the window then starts again at ``now``."""
+        out = {k: v / self.steps for k, v in self.sums.items()}
+        out["tokens_per_s"] = self.tokens / max(now - self.start, 1e-9)
+        self.start, self.sums, self.steps, self.tokens = now, defaultdict(float), 0, 0
+        return out
+
+
+def _log_eval_save(run: _Run, state: ckpt.TrainState, window: _Window, last: dict[str, float]
+                   ) -> dict[str, float]:
+    """After a step: log the window, evaluate and checkpoint when due; returns the latest logged metrics."""
+    cfg, acc = run.cfg, run.accelerator
+    done = state.step >= run.total
+    if state.step % cfg.logging_steps == 0 or done:
+        last = window.flush(time.perf_counter())
+        last["epoch"] = state.step / run.steps_per_epoch
+        if acc.is_main_process:  # console echo: the logger's echo_every (+ the last step)
+            run.metrics.log(state.step, echo=run.loud if done else None, **last)
+    if cfg.eval_steps and state.step % cfg.eval_steps == 0 and not done and run.evals:
+        ev = evaluate(run.model, run.objective, run.evals, cfg.per_device_batch_size, acc)
+        if acc.is_main_process:
+            run.metrics.log(state.step, echo=run.loud, **ev)
+    if cfg.save_steps and (state.step % cfg.save_steps == 0 or done):
+        state.extra["last_metrics"] = last
+        if acc.is_main_process:
+            ckpt.save_checkpoint(run.ckpt_root, acc.unwrap_model(run.model), run.optimizer, run.scheduler,
+                                 state, keep=cfg.save_total_limit)
+        acc.wait_for_everyone()
+    return last
+
+
+def _final_metrics(run: _Run, state: ckpt.TrainState, last: dict[str, float], elapsed: float,
+                   tokens_start: int) -> dict[str, float]:
+    """The last logged metrics + a final evaluation + steps, time and throughput of this run."""
     final = dict(last)
-    if evals:
-        ev = evaluate(model, objective, evals, cfg.per_device_batch_size, accelerator)
-        if accelerator.is_main_process:
-            metrics.log(state.step, echo=loud, **ev)
+    if run.evals:
+        ev = evaluate(run.model, run.objective, run.evals, run.cfg.per_device_batch_size, run.accelerator)
+        if run.accelerator.is_main_process:
+            run.metrics.log(state.step, echo=run.loud, **ev)
         final.update(ev)
     final["steps"] = state.step
     final["train_seconds"] = elapsed
     final["train_tokens_per_s"] = (state.tokens - tokens_start) / max(elapsed, 1e-9)
-    return final, accelerator.unwrap_model(model)
+    return final
+
+
+def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, train: list, evals: list,
+               accelerator, metrics: MetricsLogger, stage: str) -> tuple[dict[str, float], torch.nn.Module]:
+    """Train ``model`` on ``train`` and return ``(final metrics, unwrapped model)``.
+
+    Resumes from the newest checkpoint in ``output_dir/checkpoints`` when ``cfg.resume``.
+    """
+    run = _setup_run(cfg, model, objective, train, evals, accelerator, metrics)
+    state = _resume(run, stage)
+    last: dict[str, float] = dict(state.extra.get("last_metrics", {}))
+    window = _Window(time.perf_counter())
+    t_start = window.start
+    tokens_start = state.tokens
+    run.model.train()
+    with Bar(stage, total=run.total, unit="step") as bar:
+        if state.step:
+            bar.advance(state.step)
+        while state.step < run.total:
+            plan = run.plan(state.epoch)
+            for gb in plan[state.batches_in_epoch:]:
+                step = _train_step(run, gb)
+                _advance(state, step, len(plan))
+                window.add(step)
+                bar.advance(1, info=f"loss={step.values.get('loss', 0.0) / step.count:.4f}")
+                last = _log_eval_save(run, state, window, last)
+                if state.step >= run.total:
+                    break
+
+    final = _final_metrics(run, state, last, time.perf_counter() - t_start, tokens_start)
+    return final, accelerator.unwrap_model(run.model)
 
 
 # ------------------------------------------------------------------------------- trainer plumbing
