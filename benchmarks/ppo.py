@@ -51,6 +51,11 @@ Measured per PPO step (wall clock; on GPU after a synchronisation):
   the rollouts → ``tokens_per_s`` (end to end) = tokens / Σ step_s;
 * ``reward``, ``response_length``, ``kl`` per step; ``peak_rss_mb`` / ``peak_gpu_mb`` after the last
   step (model loading included, saving excluded).
+
+Measure on an otherwise idle machine: with other processes on the 2 cores, torch's 2 OpenMP threads
+stall each other (a 4 × 16-token ``generate`` took 74 s with 2 threads vs 6.6 s with 1 under such
+load); pass ``--threads 1`` when the machine cannot be kept free. ``--ppo-set KEY=VALUE`` changes a
+setting for both sides (e.g. ``--ppo-set max_new_tokens=16``).
 """
 
 from __future__ import annotations
@@ -68,11 +73,12 @@ DEFAULT_PEER_PYTHON = "/work/trl_ppo_venv/bin/python"
 
 _COMMON: dict[str, Any] = dict(lr=1e-5, kl_coef=0.05, gamma=1.0, lam=0.95, cliprange=0.2, cliprange_value=0.2,
                                vf_coef=0.1, max_grad_norm=1.0, temperature=1.0, max_length=512)
-SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(_COMMON, rollout_batch_size=4, minibatch_size=2, ppo_epochs=2, max_new_tokens=8, gen_batch_size=4),
-    "quick": dict(_COMMON, rollout_batch_size=16, minibatch_size=8, ppo_epochs=2, max_new_tokens=64,
+SETTINGS: dict[str, dict[str, Any]] = {  # steps: PPO steps (the runner's --steps overrides them)
+    "smoke": dict(_COMMON, steps=2, rollout_batch_size=4, minibatch_size=2, ppo_epochs=2, max_new_tokens=8,
+                  gen_batch_size=4),
+    "quick": dict(_COMMON, steps=2, rollout_batch_size=16, minibatch_size=8, ppo_epochs=2, max_new_tokens=64,
                   gen_batch_size=16),
-    "full": dict(_COMMON, rollout_batch_size=16, minibatch_size=8, ppo_epochs=2, max_new_tokens=64,
+    "full": dict(_COMMON, steps=4, rollout_batch_size=16, minibatch_size=8, ppo_epochs=2, max_new_tokens=64,
                  gen_batch_size=16),
 }
 STEP_KEYS = ("rollout_s", "score_s", "experience_s", "update_s", "step_s")
@@ -83,8 +89,10 @@ def peer_python(cli_value: str | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------ inputs
-def prepare(spec: dict, mode: str, workdir: Path) -> dict[str, Any]:
-    """``spec["ppo"]``: settings, the scorable prompts file, their token ids and each step's prompt ids."""
+def prepare(spec: dict, mode: str, workdir: Path, steps: int | None = None,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``spec["ppo"]``: settings (``SETTINGS[mode]``, then ``steps`` and ``overrides`` — both sides), the
+    scorable prompts file, their token ids and each step's prompt ids."""
     from transformers import GenerationConfig
 
     from benchmarks.data import read_jsonl, write_jsonl
@@ -94,7 +102,12 @@ def prepare(spec: dict, mode: str, workdir: Path) -> dict[str, Any]:
     from selfalign.models.load import load_tokenizer
     from selfalign.train.data import batch_plan
 
-    s = dict(SETTINGS[mode])
+    s = {**SETTINGS[mode], **(overrides or {})}
+    if steps:
+        s["steps"] = steps
+    unknown = set(s) - set(SETTINGS[mode])
+    if unknown:
+        raise ValueError(f"unknown ppo settings {sorted(unknown)}; known: {sorted(SETTINGS[mode])}")
     records = [r for r in read_jsonl(PROMPTS) if has_checks(r.get("meta"))]
     path = write_jsonl(workdir / "data" / "ppo_prompts.jsonl", records)
     tok = load_tokenizer(spec["lm"])
@@ -106,12 +119,12 @@ def prepare(spec: dict, mode: str, workdir: Path) -> dict[str, Any]:
         gen_cfg = None
     batches: list[list[str]] = []
     epoch = 0
-    while len(batches) < spec["steps"]:  # what PPOTrainer.next_prompts visits
+    while len(batches) < s["steps"]:  # what PPOTrainer.next_prompts visits
         plan = batch_plan([len(queries[r["id"]]) for r in records], s["rollout_batch_size"], spec["seed"], epoch,
                           False, drop_last=True)
         batches += [[records[i]["id"] for i in b] for b in plan]
         epoch += 1
-    s.update(prompts=str(path), queries=queries, batches=batches[: spec["steps"]],
+    s.update(prompts=str(path), queries=queries, batches=batches[: s["steps"]],
              eos_ids=eos_ids_of(SimpleNamespace(generation_config=gen_cfg), tok), pad_id=int(tok.pad_token_id))
     return s
 
@@ -129,7 +142,7 @@ def _set(d: dict, dotted: str, value: Any) -> None:
 
 
 def run_selfalign(spec: dict, out_dir: str) -> dict[str, Any]:
-    """Train with ``selfalign.train.ppo.train_ppo`` for ``spec["steps"]`` steps and measure each step."""
+    """Train with ``selfalign.train.ppo.train_ppo`` for ``spec["ppo"]["steps"]`` steps; measure each step."""
     from benchmarks.workloads import _peak_gpu_mb, _sync, peak_rss_mb
     from selfalign.train import ppo as sppo
     from selfalign.train.config import PPOConfig
@@ -143,7 +156,7 @@ def run_selfalign(spec: dict, out_dir: str) -> dict[str, Any]:
         generation={"num_samples": 1, "temperature": p["temperature"], "top_p": 1.0, "top_k": 0,
                     "max_new_tokens": p["max_new_tokens"], "batch_size": p["gen_batch_size"], "seed": spec["seed"]},
         rollout_batch_size=p["rollout_batch_size"], per_device_batch_size=p["minibatch_size"],
-        gradient_accumulation_steps=1, ppo_epochs=p["ppo_epochs"], max_steps=spec["steps"],
+        gradient_accumulation_steps=1, ppo_epochs=p["ppo_epochs"], max_steps=p["steps"],
         learning_rate=p["lr"], lr_scheduler="constant", warmup_steps=0, warmup_ratio=0.0, weight_decay=0.0,
         max_grad_norm=p["max_grad_norm"], max_length=p["max_length"], seed=spec["seed"], logging_steps=1,
         dtype=spec["dtype"], mixed_precision="bf16" if gpu else "no", cpu=not gpu, critic="shared",

@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", default=None, help="write the table as Markdown here")
     ap.add_argument("--trl-ppo-python", default=None, help="Python of TRL 0.11's venv for the ppo baseline "
                     f"(default: $TRL_PPO_PYTHON or {bppo.DEFAULT_PEER_PYTHON})")
+    ap.add_argument("--ppo-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="ppo setting for both sides, e.g. max_new_tokens=32 (see benchmarks.ppo.SETTINGS)")
     ap.add_argument("--set", action="append", default=[], metavar="WORKLOAD.KEY=VALUE",
                     help="selfalign config override, e.g. dpo.precompute_ref_logps=true (repeatable)")
     a = ap.parse_args(argv)
@@ -290,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         spec["threads"] = a.threads
     if "ppo" in workloads:
-        spec["ppo"] = bppo.prepare(spec, mode, workdir)
+        ppo_set = {k: json.loads(v) for k, _, v in (item.partition("=") for item in a.ppo_set)}
+        spec["ppo"] = bppo.prepare(spec, mode, workdir, a.steps, ppo_set)
     overrides: dict[str, dict[str, Any]] = {}
     for item in a.set:
         key, _, raw = item.partition("=")
@@ -319,7 +322,12 @@ def main(argv: list[str] | None = None) -> int:
                 results += run_worker(fw, [w], spec_path, workdir, a.trl_ppo_python)
     rows = compare(results)
     info = machine_info()
-    title = (f"selfalign vs baseline — {mode}, {spec['steps']} steps × batch {spec['batch_size']}, "
+    sizes = f"{spec['steps']} steps × batch {spec['batch_size']}" if [w for w in workloads if w != "ppo"] else ""
+    if "ppo" in spec:
+        pp = spec["ppo"]
+        sizes += (", " if sizes else "") + (f"ppo {pp['steps']} steps × {pp['rollout_batch_size']} prompts × "
+                                            f"{pp['max_new_tokens']} tokens")
+    title = (f"selfalign vs baseline — {mode}, {sizes}, "
              f"{device} ({info.get('cpu') or info.get('gpu') or ''}, {info.get('cpu_count')} cores)")
     print_table(rows, title, targets=mode != "smoke")
     bppo.print_breakdown(results, console)

@@ -120,7 +120,7 @@ def run(spec: dict) -> dict[str, Any]:
     gen_kwargs = dict(do_sample=True, temperature=p["temperature"], top_k=0, top_p=1.0, min_length=-1,
                       max_new_tokens=p["max_new_tokens"], pad_token_id=int(p["pad_id"]), eos_token_id=sorted(eos))
     steps: list[dict] = []
-    for i, ids in enumerate(p["batches"][: spec["steps"]]):
+    for i, ids in enumerate(p["batches"][: p["steps"]]):
         queries = [torch.tensor(p["queries"][pid], dtype=torch.long, device=trainer.current_device) for pid in ids]
         _sync(dev)
         t0, c0 = time.perf_counter(), time.process_time()
