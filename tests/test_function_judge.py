@@ -194,3 +194,14 @@ def test_combine_config_is_validated():
         build_judge({"type": "function", "combine": {"with": {"type": "function", "bogus": 1}}})
     with pytest.raises(ConfigError, match="with"):
         build_judge({"type": "function", "combine": {"weight": 1.0}})
+
+
+def test_plain_string_responses_are_scored():
+    from selfalign.judges import build_judge
+
+    rec = {"id": "a", "prompt": "say hi in lowercase", "meta": {"checks": [{"type": "lowercase"}]},
+           "responses": ["hi there", "HI"]}
+    out = build_judge({"type": "function", "function": "verifiable"}).score_records([rec])
+    assert [r["text"] for r in out[0]["responses"]] == ["hi there", "HI"]
+    assert [r["score"] for r in out[0]["responses"]] == [1.0, 0.0]
+    assert rec["responses"] == ["hi there", "HI"]  # the input is not modified

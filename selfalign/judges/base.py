@@ -171,7 +171,7 @@ def with_scores(record: dict, judgements: Sequence[Sequence[dict]], stats: Judge
     responses = []
     for resp, js in zip(record.get("responses", []), judgements, strict=True):
         score, var = mean_var([j.get("score") for j in js])
-        r = dict(resp)
+        r = {"text": resp} if isinstance(resp, str) else dict(resp)  # plain-string responses are accepted
         r["judgements"] = list(js)
         r["score"] = score
         r["score_var"] = var
