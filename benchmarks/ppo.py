@@ -3,13 +3,13 @@
 Opt-in (it needs a second virtualenv for the peer)::
 
     python -m benchmarks.run --full --workloads ppo
-    python -m benchmarks.run --smoke --workloads ppo --trl-ppo-python /work/trl_ppo_venv/bin/python
+    python -m benchmarks.run --smoke --workloads ppo --trl-ppo-python .venv-trl-ppo/bin/python
 
 The peer is TRL 0.11.4, the last release with the ``PPOTrainer.step(queries, responses, scores)`` API,
 which takes any scores, so both sides are rewarded by the same function. It needs transformers 4.x,
 hence its own virtualenv (install commands: :mod:`benchmarks.peers.trl_ppo`); the runner starts
 ``benchmarks/peers/trl_ppo.py`` with that venv's Python (``--trl-ppo-python``, or ``$TRL_PPO_PYTHON``,
-default ``/work/trl_ppo_venv/bin/python``). The selfalign side runs in this process's venv
+default ``.venv-trl-ppo/bin/python``). The selfalign side runs in this process's venv
 (``python -m benchmarks.workloads selfalign ppo``).
 
 Both sides get (:data:`SETTINGS`, written by :func:`prepare` into ``spec["ppo"]``):
@@ -69,7 +69,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "examples" / "data" / "prompts_train.jsonl"
 PEER = ROOT / "benchmarks" / "peers" / "trl_ppo.py"
-DEFAULT_PEER_PYTHON = "/work/trl_ppo_venv/bin/python"
+DEFAULT_PEER_PYTHON = ".venv-trl-ppo/bin/python"
 
 _COMMON: dict[str, Any] = dict(lr=1e-5, kl_coef=0.05, gamma=1.0, lam=0.95, cliprange=0.2, cliprange_value=0.2,
                                vf_coef=0.1, max_grad_norm=1.0, temperature=1.0, max_length=512)

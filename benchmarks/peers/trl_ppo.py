@@ -5,15 +5,15 @@ any per-response scores, so it is rewarded exactly like selfalign (``selfalign.c
 meta).fraction``). It needs transformers 4.x, so it lives in a virtualenv of its own, outside the repo
 (never committed)::
 
-    python3 -m venv /work/trl_ppo_venv
-    /work/trl_ppo_venv/bin/pip install torch==2.13.0
-    /work/trl_ppo_venv/bin/pip install trl==0.11.4 transformers==4.46.3 accelerate==1.1.1 numpy rich
+    python3 -m venv .venv-trl-ppo
+    .venv-trl-ppo/bin/pip install torch==2.13.0
+    .venv-trl-ppo/bin/pip install trl==0.11.4 transformers==4.46.3 accelerate==1.1.1 numpy rich
 
 (``rich`` is imported by TRL 0.11.4 but not declared as a dependency; datasets, tyro etc. come with
 trl.) The runner starts this file with that venv's Python (``python -m benchmarks.run --workloads ppo
---trl-ppo-python /work/trl_ppo_venv/bin/python``, or ``$TRL_PPO_PYTHON``)::
+--trl-ppo-python .venv-trl-ppo/bin/python``, or ``$TRL_PPO_PYTHON``)::
 
-    /work/trl_ppo_venv/bin/python benchmarks/peers/trl_ppo.py --spec spec.json --json out.json
+    .venv-trl-ppo/bin/python benchmarks/peers/trl_ppo.py --spec spec.json --json out.json
 
 It reads ``spec["ppo"]`` (written by :func:`benchmarks.ppo.prepare`): the benchmark model folder, the
 prompt token ids (selfalign's chat encoding) and each step's prompt ids, and the PPO settings; it
