@@ -123,12 +123,11 @@ class Iteration:
 
 def judge_config(cfg: SelfRewardingConfig, t: int, source: str = "") -> dict[str, Any]:
     """The judge section, with its sampling seed following the run seed and the iteration."""
-    from selfalign.judges import parse_judge_config
-    from selfalign.stages.judge import resolve_roles
+    from selfalign.stages.judge import parse_role_judge
 
     if "seed" in cfg.judge:
         raise ConfigError(f"{source}: judge.seed: set by the recipe (run seed × 1000 + iteration); remove it")
-    parsed = parse_judge_config(resolve_roles(cfg.judge, Path("."), Path(".")), source, key="judge")
+    parsed = parse_role_judge(cfg.judge, "judge", source)
     return {**cfg.judge, "seed": cfg.seed * 1000 + t} if "seed" in type(parsed).model_fields else dict(cfg.judge)
 
 

@@ -45,6 +45,13 @@ def uses_role(cfg: dict | None, role: str) -> bool:
     return cfg.get("model") == role or (isinstance(comb, dict) and uses_role(comb.get("with"), role))
 
 
+def parse_role_judge(cfg: dict, key: str, source: str = "") -> Any:
+    """Validate a judge config whose model may be a role (``self``/``base``); errors name ``key``."""
+    from selfalign.judges import parse_judge_config
+
+    return parse_judge_config(resolve_roles(cfg, Path("."), Path(".")), source, key=key)
+
+
 class JudgeStageConfig(StrictModel):
     """Which judge (a ``selfalign judge`` config: ``type`` plus that judge's keys)."""
 
@@ -53,9 +60,7 @@ class JudgeStageConfig(StrictModel):
     @field_validator("judge")
     @classmethod
     def _valid(cls, v: dict) -> dict:
-        from selfalign.judges import parse_judge_config
-
-        parse_judge_config(resolve_roles(v, Path("."), Path(".")), key="judge")
+        parse_role_judge(v, "judge")
         return v
 
 

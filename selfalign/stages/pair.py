@@ -24,7 +24,7 @@ from selfalign.errors import ConfigError
 from selfalign.pipeline import Stage
 from selfalign.preferences import PairConfig
 from selfalign.stages.base import numeric, stage
-from selfalign.stages.judge import resolve_roles
+from selfalign.stages.judge import parse_role_judge, resolve_roles
 
 
 class PairStageConfig(StrictModel):
@@ -40,9 +40,7 @@ class PairStageConfig(StrictModel):
     @classmethod
     def _valid(cls, v: dict | None) -> dict | None:
         if v is not None:
-            from selfalign.judges import parse_judge_config
-
-            parse_judge_config(resolve_roles(v, Path("."), Path(".")), key="meta_judge")
+            parse_role_judge(v, "meta_judge")
         return v
 
 

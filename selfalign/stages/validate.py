@@ -22,7 +22,7 @@ from selfalign.config import StrictModel
 from selfalign.pipeline import Stage
 from selfalign.stages.base import stage
 from selfalign.stages.generate import GenerateStageConfig, generate_into
-from selfalign.stages.judge import resolve_roles
+from selfalign.stages.judge import parse_role_judge, resolve_roles
 from selfalign.utils.progress import console
 
 
@@ -44,9 +44,7 @@ class ValidateStageConfig(StrictModel):
     @classmethod
     def _valid(cls, v: dict | None) -> dict | None:
         if v is not None:
-            from selfalign.judges import parse_judge_config
-
-            parse_judge_config(resolve_roles(v, Path("."), Path(".")), key="validation.win_rate_judge")
+            parse_role_judge(v, "validation.win_rate_judge")
         return v
 
 
