@@ -10,6 +10,7 @@ from selfalign.errors import ConfigError
 
 RECIPES = {
     "self_rewarding": "selfalign.recipes.self_rewarding",
+    "salmon": "selfalign.recipes.salmon",
 }
 
 

@@ -81,6 +81,14 @@ def render_chat(tokenizer: Any, messages: Messages, add_generation_prompt: bool)
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
+def render_continuation(tokenizer: Any, messages: Messages) -> str:
+    """The chat-template text of ``messages`` with the last (assistant) turn left open, so the model
+    continues it (``continue_final_message``); without a template, the contents joined by blank lines."""
+    if not has_chat_template(tokenizer):
+        return "\n\n".join(str(m["content"]) for m in messages)
+    return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+
+
 def render_prompt(tokenizer: Any, prompt: str | Messages) -> str:
     """The text the model sees before it answers: chat template + generation prompt.
 
@@ -161,7 +169,7 @@ def _end_turn(ids: list[int], tokenizer: Any, add_eos: bool) -> list[int]:
 
 
 def encode_prompt_completion(tokenizer: Any, prompt: str | Messages, completion: str | Messages,
-                             add_eos: bool = True) -> tuple[list[int], list[int]]:
+                             add_eos: bool = True, chat_template: bool = True) -> tuple[list[int], list[int]]:
     """Split ``prompt + completion`` into ``(prompt_ids, completion_ids)`` on token ids.
 
     ``prompt_ids`` are the template with the generation prompt; ``completion_ids`` are the rest of
@@ -170,9 +178,15 @@ def encode_prompt_completion(tokenizer: Any, prompt: str | Messages, completion:
     may be a string (one assistant turn) or a list of messages that follow the prompt. Without a
     chat template a string prompt is plain text and the completion is tokenized after it.
 
+    ``chat_template=False`` treats string prompt and completion as plain text even when the tokenizer
+    has a template (text that is already rendered, e.g. the SALMON reviewer prompt: special-token
+    strings in it stay special tokens).
+
     Example: ``p, c = encode_prompt_completion(tok, "2+2?", "4")``; ``tok.decode(c) == "4<|im_end|>"``
     """
-    if isinstance(prompt, str) and not has_chat_template(tokenizer):
+    if not chat_template and not (isinstance(prompt, str) and isinstance(completion, str)):
+        raise ModelError("chat_template: false needs plain-text (string) prompts and completions")
+    if isinstance(prompt, str) and (not chat_template or not has_chat_template(tokenizer)):
         if not isinstance(completion, str):
             raise ModelError("a message-list completion needs a tokenizer with a chat template")
         prompt_ids = _ids(tokenizer, prompt, add_special_tokens=True)

@@ -24,23 +24,21 @@ of those (a win rate in [0, 1]) and ``score_var``. ``pairs: first`` compares res
 comparisons whose two orders agree) and ``label_mass_mean``, the mean probability the judge put
 on the two label tokens (a low value means the prompt format is not being followed).
 
-Principles come from a JSON file: a list, or ``{"principles": [...]}``, of ``{"name",
-"definition", "negative_definition", "weight", "tags"}``. Shipped lists (our own wording):
-``judging`` (11 principles, stage 1), ``rl`` (14 weighted, stage 3), ``intervention`` (3).
+Principles come from a JSON or YAML file, or a shipped list (our own wording): ``judging``
+(11 principles, stage 1), ``rl`` (14 weighted, stage 3), ``intervention`` (3); see
+:mod:`selfalign.principles` (``Principle``, ``load_principles`` and ``shipped_principles`` are
+re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from itertools import combinations
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from selfalign.config import StrictModel
 from selfalign.errors import DataError
 from selfalign.judges.base import Judge, JudgeConfig, register_judge, response_text, with_scores
 from selfalign.judges.templates import (
@@ -48,55 +46,13 @@ from selfalign.judges.templates import (
     load_template,
     prompt_text,
     render_user_turn,
-    resources_dir,
 )
 from selfalign.models.load import load_judge_lm
 from selfalign.models.scoring import answer_logprobs
+from selfalign.principles import Principle, load_principles, shipped_principles
 
-
-class Principle(StrictModel):
-    """One principle: what a good output does (``definition``) and its opposite."""
-
-    name: str = Field(min_length=1)
-    definition: str = Field(min_length=1)
-    negative_definition: str = ""
-    weight: float = Field(1.0, ge=0.0)
-    tags: list[str] = Field(default_factory=list)
-
-
-def shipped_principles() -> list[str]:
-    return sorted(p.stem for p in (resources_dir() / "principles").glob("*.json"))
-
-
-def load_principles(name_or_path: str | Path) -> list[Principle]:
-    """Principles from a JSON file, or a shipped list by name (``judging``, ``rl``, ``intervention``)."""
-    p = Path(name_or_path).expanduser()
-    if not p.is_file():
-        shipped = resources_dir() / "principles" / f"{name_or_path}.json"
-        if not shipped.is_file():
-            raise DataError(f"no such file and not a shipped principle list (shipped: "
-                            f"{', '.join(shipped_principles())})", str(name_or_path))
-        p = shipped
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON ({e.msg})", p, e.lineno) from None
-    items = data.get("principles") if isinstance(data, dict) else data
-    if not isinstance(items, list) or not items:
-        raise DataError("expected a non-empty list of principles (or {\"principles\": [...]})", p)
-    out = []
-    for k, item in enumerate(items):
-        try:
-            out.append(Principle.model_validate(item))
-        except ValidationError as err:
-            e = err.errors()[0]
-            key = f"principles[{k}]." + ".".join(str(x) for x in e["loc"])
-            raise DataError(e["msg"], p, None, key) from None
-    names = [x.name for x in out]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise DataError(f"duplicate principle names: {', '.join(sorted(dup))}", p)
-    return out
+__all__ = ["PairwisePrincipleJudge", "PairwisePrincipleJudgeConfig", "Principle", "load_principles",
+           "preference_from_scores", "shipped_principles"]
 
 
 def preference_from_scores(s12: float, s21: float) -> int:

@@ -123,8 +123,10 @@ class RewardModel(torch.nn.Module):
     # ---------------------------------------------------------------------------------- scoring
     @torch.no_grad()
     def score(self, items: Sequence[str] | Sequence[tuple], batch_size: int = 8,
-              max_length: int | None = None) -> list[float]:
-        """Rewards for ``items``: raw texts, or ``(prompt, response)`` pairs (chat template applied).
+              max_length: int | None = None, chat_template: bool = True) -> list[float]:
+        """Rewards for ``items``: raw texts, or ``(prompt, response)`` pairs (chat template applied unless
+        ``chat_template=False``: then they are plain text, encoded exactly as ``train rm`` with
+        ``chat_template: false`` encodes them).
 
         Prompts/responses may be strings or message lists, as in preference records. Over-long
         inputs keep their last ``max_length`` tokens (the response end is what the head reads).
@@ -139,7 +141,7 @@ class RewardModel(torch.nn.Module):
                 ids = self.tokenizer(it, add_special_tokens=True)["input_ids"]
             else:
                 prompt, response = it
-                p, c = encode_prompt_completion(self.tokenizer, prompt, response)
+                p, c = encode_prompt_completion(self.tokenizer, prompt, response, chat_template=chat_template)
                 ids = p + c
             if max_length is not None and len(ids) > max_length:
                 ids = ids[-max_length:]

@@ -1,6 +1,7 @@
 """Stage ``train``: any registered trainer (sft, rm, dpo, …) on the ``data`` input from ``model``.
 
-Inputs: ``model`` (the starting model), ``data`` (the training records). Output: ``model``
+Inputs: ``model`` (the starting model), ``data`` (the training records), ``reward_model`` (optional,
+PPO: the reward-model folder its ``reward_model`` sources score with). Output: ``model``
 (``<stage>/model``; checkpoints go to ``<stage>/checkpoints``). The stage config is the trainer's
 resolved config without the keys the stage fills in itself (:data:`STAGE_SETS`), so the manifest
 shows every setting that trained the model (e.g. this iteration's ``beta``) and a changed setting
@@ -44,21 +45,27 @@ class TrainStageConfig(StrictModel):
         """From a validated trainer config: every option, defaults included, minus STAGE_SETS."""
         return cls(trainer=trainer, options=config.model_dump(mode="json", exclude=set(STAGE_SETS)))
 
-    def trainer_config(self, model: Path, data: Path, out: Path) -> Any:
+    def trainer_config(self, model: Path, data: Path, out: Path, reward_model: Path | None = None) -> Any:
+        """The trainer's config; with ``reward_model`` (PPO), every ``rewards`` entry of type
+        ``reward_model`` scores with that folder (its ``model`` in the options is a placeholder)."""
         from selfalign.stages.sections import validate_as
         from selfalign.train.registry import get_trainer
 
         config_cls, _ = get_trainer(self.trainer)
-        return validate_as(config_cls, "train", {**self.options, "model": str(model), "train_file": str(data),
+        options = dict(self.options)
+        if reward_model is not None:
+            options["rewards"] = [{**r, "model": str(reward_model)} if r.get("type") == "reward_model" else r
+                                  for r in options.get("rewards") or []]
+        return validate_as(config_cls, "train", {**options, "model": str(model), "train_file": str(data),
                                                  "output_dir": str(out), "resume": True})
 
 
 @stage("train", TrainStageConfig)
-def train(st: Stage, cfg: TrainStageConfig, *, model: Path, data: Path) -> dict:
+def train(st: Stage, cfg: TrainStageConfig, *, model: Path, data: Path, reward_model: Path | None = None) -> dict:
     from selfalign.train.registry import get_trainer
 
     st.output("model", "model")  # the trainer writes st.dir/model and st.dir/checkpoints
-    tcfg = cfg.trainer_config(model, data, st.dir)
+    tcfg = cfg.trainer_config(model, data, st.dir, reward_model)
     _, fn = get_trainer(cfg.trainer)
     final = fn(tcfg, metrics=st.logger(echo_every=0))
     return numeric({k: v for k, v in (final or {}).items() if v is not None})

@@ -73,6 +73,8 @@ class TrainConfig(StrictModel):
     # sequences
     max_length: int = Field(1024, ge=2, description="Longest prompt + completion, in tokens.")
     max_prompt_length: int | None = Field(None, ge=1, description="Keep only the last N prompt tokens.")
+    chat_template: bool = Field(True, description="Wrap prompt/completion in the tokenizer's chat template; "
+                                "false = they are plain, already rendered text (tokenized as is).")
     truncation: Literal["left", "right", "drop"] = Field(
         "left", description="Over max_length: left = cut the prompt's start (then the completion's "
         "end); right = cut the completion's end (then the prompt's start); drop = skip the example.")
@@ -137,6 +139,23 @@ class DPOConfig(TrainConfig):
 
 
 # ------------------------------------------------------------------------------------------------ PPO
+class ReviewerConfig(StrictModel):
+    """The principle-following reward model's prompt at RL time (SALMON stage 3, arXiv 2310.05910): the
+    ``intervention`` principles first, then ``num_sampled`` principles of ``principles`` drawn without
+    replacement ∝ weight (reasoning-tagged ones × ``reasoning_boost`` for prompts whose
+    ``meta[kind_key]`` is ``reasoning``), as bullets in the reviewer template. Principles are drawn
+    per prompt from ``(seed, prompt id)``, so a resumed run scores exactly as an uninterrupted one."""
+
+    principles: str = Field("rl", description="Shipped principle list or a JSON/YAML file.")
+    intervention: str | None = Field("intervention", description="Listed first; null = none.")
+    num_sampled: int = Field(3, ge=0, description="Principles sampled per prompt.")
+    reasoning_boost: float = Field(2.0, gt=0, description="Weight factor of reasoning-tagged principles "
+                                   "on reasoning prompts.")
+    kind_key: str = Field("kind", description="Prompt meta key saying general or reasoning.")
+    template: str = Field("reviewer", description="Shipped template name or a file.")
+    seed: int = 0
+
+
 class RewardSourceConfig(StrictModel):
     """One reward source of PPO; a response's raw reward is ``Σ weight · score`` over the sources.
 
@@ -156,15 +175,19 @@ class RewardSourceConfig(StrictModel):
     judge: dict | None = Field(None, description="judge: a judge config mapping with 'type'.")
     batch_size: int = Field(8, ge=1, description="reward_model: sequences per scoring forward.")
     max_length: int | None = Field(None, ge=1, description="reward_model: keep the last N tokens of long inputs.")
+    reviewer: ReviewerConfig | None = Field(
+        None, description="reward_model: score the SALMON reviewer prompt (principles listed) instead of the "
+        "chat (prompt, response); the model must be trained on that prompt (chat_template: false).")
     none_score: float | None = Field(
         None, description="Score used when the source gives none (a judge parse failure, a prompt without "
         "checks for 'verifiable'); null = prompts a verifiable reward cannot score are dropped when the "
         "data is read, and any other missing score stops training with an error.")
 
-    @field_validator("model", "function", "judge")
+    @field_validator("model", "function", "judge", "reviewer")
     @classmethod
     def _only_for_its_type(cls, v, info: ValidationInfo):
-        owner = {"model": "reward_model", "function": "function", "judge": "judge"}[info.field_name]
+        owner = {"model": "reward_model", "function": "function", "judge": "judge",
+                 "reviewer": "reward_model"}[info.field_name]
         kind = info.data.get("type")
         if v is not None and kind is not None and kind != owner:
             raise ValueError(f"only for type {owner} (this source is type {kind})")
@@ -182,6 +205,28 @@ class RewardSourceConfig(StrictModel):
         if self.type == "judge":
             return str((self.judge or {}).get("name") or (self.judge or {}).get("type") or "judge")
         return "reward_model"
+
+
+class LengthRatioBonus(StrictModel):
+    """SALMON's length bonus (arXiv 2310.05910, stage 3): ``scale · min(m · L / L_max, cap)`` added to the
+    raw reward, with ``L`` the response tokens, ``L_max`` = ``generation.max_new_tokens`` and ``m`` the
+    multiplier of the prompt's kind (``meta[kind_key]``; unknown kinds use ``general``)."""
+
+    multipliers: dict[str, float] = Field(default_factory=lambda: {"general": 1.0, "reasoning": -0.4})
+    kind_key: str = "kind"
+    cap: float = Field(0.8, description="Upper clamp of m · L / L_max.")
+    scale: float = 5.0
+
+    @field_validator("multipliers")
+    @classmethod
+    def _has_general(cls, v: dict[str, float]) -> dict[str, float]:
+        if "general" not in v:
+            raise ValueError("needs a 'general' multiplier (used for prompts of unknown kind)")
+        return v
+
+    def multiplier(self, meta: dict | None) -> float:
+        kind = str((meta or {}).get(self.kind_key) or "general")
+        return self.multipliers.get(kind, self.multipliers["general"])
 
 
 class RolloutConfig(StrictModel):
@@ -255,6 +300,8 @@ class PPOConfig(TrainConfig):
     no_stop_score: float | None = Field(None, description="Replaces the score of such responses (AlpacaFarm/"
                                         "SALMON penalty_reward_value); null = keep it.")
     length_bonus: float = Field(0.0, description="Added to the score per response token (negative: penalty).")
+    length_ratio_bonus: LengthRatioBonus | None = Field(
+        None, description="SALMON's length bonus scale·min(m·L/L_max, cap), m by prompt kind; null = off.")
     critic: Literal["auto", "reward_model", "actor", "shared"] = Field(
         "auto", description="Value model: reward_model = the first reward model's backbone + a new value "
         "head; actor = the starting model's backbone + a new head; shared = a value head on the actor itself "
@@ -268,6 +315,14 @@ class PPOConfig(TrainConfig):
         for i, src in enumerate(v):
             if getattr(src, src.required_key()) is None:
                 raise ValueError(f"rewards.{i}: a source of type {src.type} needs the key {src.required_key()!r}")
+        return v
+
+    @field_validator("chat_template")
+    @classmethod
+    def _prompts_use_template(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError("ppo renders its prompts with the chat template; chat_template: false is not "
+                             "supported here (give plain-text prompts to a model without a template)")
         return v
 
     @field_validator("mixed_precision")

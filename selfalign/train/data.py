@@ -133,8 +133,10 @@ def _score(rec: dict, key: str) -> float | None:
 
 def load_pairs(path: str | Path, tokenizer, *, max_length: int, max_prompt_length: int | None,
                truncation: str, prompt_key: str | None = None, chosen_key: str = "chosen",
-               rejected_key: str = "rejected", need_margin: bool = False) -> tuple[list[PairExample], DataStats]:
-    """Read and tokenise a preference file. ``need_margin``: every pair must carry both judge scores."""
+               rejected_key: str = "rejected", need_margin: bool = False, chat_template: bool = True
+               ) -> tuple[list[PairExample], DataStats]:
+    """Read and tokenise a preference file. ``need_margin``: every pair must carry both judge scores;
+    ``chat_template=False``: prompt and answers are plain text (see ``encode_prompt_completion``)."""
     from selfalign.data.formats import iter_normalized
 
     stats = DataStats()
@@ -150,8 +152,8 @@ def load_pairs(path: str | Path, tokenizer, *, max_length: int, max_prompt_lengt
         if need_margin and margin is None:
             key = "chosen_score" if cs is None else "rejected_score"
             raise DataError("this loss needs numeric chosen_score and rejected_score", file, line, key)
-        pc, c = encode_prompt_completion(tokenizer, rec["prompt"], rec["chosen"])
-        pr, r = encode_prompt_completion(tokenizer, rec["prompt"], rec["rejected"])
+        pc, c = encode_prompt_completion(tokenizer, rec["prompt"], rec["chosen"], chat_template=chat_template)
+        pr, r = encode_prompt_completion(tokenizer, rec["prompt"], rec["rejected"], chat_template=chat_template)
         if pc == pr:
             res = fit(pc, [c, r], max_length, max_prompt_length, truncation)
             if res is None:
@@ -178,8 +180,8 @@ def load_pairs(path: str | Path, tokenizer, *, max_length: int, max_prompt_lengt
 
 
 def load_sft(path: str | Path, tokenizer, *, max_length: int, max_prompt_length: int | None,
-             truncation: str, prompt_key: str | None = None, completion_key: str | None = None
-             ) -> tuple[list[SeqExample], DataStats]:
+             truncation: str, prompt_key: str | None = None, completion_key: str | None = None,
+             chat_template: bool = True) -> tuple[list[SeqExample], DataStats]:
     """Read and tokenise an SFT file (prompt/completion, messages, instruction/output...)."""
     from selfalign.data.formats import iter_normalized
 
@@ -187,7 +189,7 @@ def load_sft(path: str | Path, tokenizer, *, max_length: int, max_prompt_length:
     out: list[SeqExample] = []
     for _line, rec, _file in iter_normalized(path, "sft", prompt_key=prompt_key, completion_key=completion_key):
         stats.read += 1
-        p, c = encode_prompt_completion(tokenizer, rec["prompt"], rec["completion"])
+        p, c = encode_prompt_completion(tokenizer, rec["prompt"], rec["completion"], chat_template=chat_template)
         res = fit(p, [c], max_length, max_prompt_length, truncation)
         if res is None:
             stats.dropped_too_long += 1

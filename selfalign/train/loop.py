@@ -421,7 +421,7 @@ def load_pair_examples(cfg: Any, need_margin: bool) -> Callable[[str, Any], list
     return lambda path, tok: load_pairs(
         path, tok, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, truncation=cfg.truncation,
         prompt_key=cfg.prompt_key, chosen_key=cfg.chosen_key, rejected_key=cfg.rejected_key,
-        need_margin=need_margin)
+        need_margin=need_margin, chat_template=cfg.chat_template)
 
 
 def open_metrics(cfg: TrainConfig, stage: str, metrics: MetricsLogger | None) -> MetricsLogger:

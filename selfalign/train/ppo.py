@@ -241,9 +241,13 @@ class PPOTrainer:
         raw = torch.tensor(total, dtype=torch.float32, device=dev)
         finished = torch.tensor(ro.finished, dtype=torch.bool, device=dev)
         lengths = ro.tensors["response_mask"].sum(-1)
+        bonus = None
+        if (lb := cfg.length_ratio_bonus) is not None:
+            m = torch.tensor([lb.multiplier(r.get("meta")) for r in ro.records], dtype=torch.float32, device=dev)
+            bonus = rl.length_ratio_bonus(lengths, m, cfg.generation.max_new_tokens, lb.cap, lb.scale)
         shaped = rl.shape_scores(raw, finished, lengths, scale=cfg.reward_scale, clip=cfg.reward_clip,
                                  no_stop_penalty=cfg.no_stop_penalty, no_stop_score=cfg.no_stop_score,
-                                 length_bonus=cfg.length_bonus)
+                                 length_bonus=cfg.length_bonus, ratio_bonus=bonus)
         means = {f"reward_{k}_mean": sum(v) / len(v) for k, v in parts.items()}
         return {"raw": raw, "score": shaped, "finished": finished, "lengths": lengths, "means": means}
 

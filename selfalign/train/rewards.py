@@ -112,6 +112,19 @@ def _reward_model_scorer(cfg: RewardSourceConfig, key: str, device, dtype: str):
     for p in rm.parameters():
         p.requires_grad_(False)
 
+    if cfg.reviewer is not None:  # SALMON: the principle-following RM reads the reviewer prompt
+        from selfalign.principle_rm import RLReviewer
+
+        try:
+            reviewer = RLReviewer(cfg.reviewer, rm.tokenizer)
+        except SelfalignError as e:
+            raise ConfigError(f"{key}.reviewer: {e}") from None
+
+        def score(records: list[dict], texts: list[str]) -> list[float]:
+            return rm.score(reviewer.items(records, texts), batch_size=cfg.batch_size, max_length=cfg.max_length,
+                            chat_template=False)
+        return score, rm
+
     def score(records: list[dict], texts: list[str]) -> list[float]:
         items = [(r["prompt"], t) for r, t in zip(records, texts, strict=True)]
         return rm.score(items, batch_size=cfg.batch_size, max_length=cfg.max_length)

@@ -154,9 +154,11 @@ def adaptive_kl_coef(coef: float, current_kl: float, target: float, n_steps: int
 # ---------------------------------------------------------------------------------------- rewards
 def shape_scores(raw: torch.Tensor, finished: torch.Tensor, lengths: torch.Tensor, *, scale: float = 1.0,
                  clip: float | None = None, no_stop_penalty: float = 0.0, no_stop_score: float | None = None,
-                 length_bonus: float = 0.0) -> torch.Tensor:
+                 length_bonus: float = 0.0, ratio_bonus: torch.Tensor | None = None) -> torch.Tensor:
     """Sequence scores from raw rewards, in this order ([B] each; ``finished`` bool = ended by a stop token):
 
+    0. ``raw += ratio_bonus`` when given (SALMON's ``scale·min(m·L/L_max, cap)``, see
+       :func:`length_ratio_bonus`; added before scaling, so SALMON's ×10 applies to it);
     1. ``s = scale · raw``; 2. ``s = clamp(s, −clip, clip)`` when ``clip``; 3. ``s −= no_stop_penalty`` for
     unfinished responses (TRL's ``missing_eos_penalty``); 4. ``s = no_stop_score`` for unfinished
     responses when given (AlpacaFarm/SALMON's ``penalty_reward_value``, which *replaces* the score);
@@ -165,6 +167,8 @@ def shape_scores(raw: torch.Tensor, finished: torch.Tensor, lengths: torch.Tenso
     Differs: OpenRLHF clips the reward to a range before adding the KL term (``reward_clip_range``), as
     step 2; verl applies no shaping in ``core_algos`` (reward managers do).
     """
+    if ratio_bonus is not None:
+        raw = raw + ratio_bonus.to(raw.dtype)
     s = raw * scale
     if clip is not None:
         s = s.clamp(min=-clip, max=clip)
@@ -173,6 +177,19 @@ def shape_scores(raw: torch.Tensor, finished: torch.Tensor, lengths: torch.Tenso
     if no_stop_score is not None:
         s = torch.where(unfinished, torch.full_like(s, no_stop_score), s)
     return s + length_bonus * lengths.to(s.dtype)
+
+
+def length_ratio_bonus(lengths: torch.Tensor, multipliers: torch.Tensor, max_new_tokens: int, cap: float,
+                       scale: float) -> torch.Tensor:
+    """SALMON's length bonus (arXiv 2310.05910, stage 3): ``scale · min(m · L / L_max, cap)``.
+
+    ``lengths`` [B] response tokens ``L``, ``multipliers`` [B] the prompt kind's ``m`` (SALMON: +1 for
+    general prompts, −0.4 for reasoning ones, so long reasoning answers are penalised), ``L_max`` the
+    generation limit. Only the upper side is clamped (``cap`` 0.8, ``scale`` 5 in SALMON). Example:
+    ``L = 32, L_max = 64, m = 1`` → ``5 · min(0.5, 0.8) = 2.5``; ``m = −0.4`` → ``5 · −0.2 = −1``.
+    """
+    ratio = lengths.to(multipliers.dtype) / float(max_new_tokens) * multipliers
+    return scale * ratio.clamp(max=cap)
 
 
 def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float

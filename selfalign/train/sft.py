@@ -55,7 +55,7 @@ def train_sft(cfg: SFTConfig, metrics: MetricsLogger | None = None) -> dict[str,
 
     start = start_training(cfg, "sft", metrics, lambda path, tok: load_sft(
         path, tok, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, truncation=cfg.truncation,
-        prompt_key=cfg.prompt_key, completion_key=cfg.completion_key))
+        prompt_key=cfg.prompt_key, completion_key=cfg.completion_key, chat_template=cfg.chat_template))
     datasets, counts = start.datasets, start.counts
     if cfg.packing:
         datasets.train = pack(datasets.train, cfg.max_length, cfg.seed)

@@ -1,0 +1,86 @@
+"""End to end: the SALMON recipe on a tiny model (generate → principle judge → aggregate → RM → RM checks →
+validate → PPO with the principle-following RM → validate), then a re-run that skips every stage.
+
+A random tiny model puts the same bias on "a" in both orders, so its judgements are never
+position-consistent; the judge's log-probabilities are replaced by a content-based stand-in (shorter
+output preferred, in both orders) so the chain below the judge gets real labels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROMPTS = [("Say hello in all lowercase.", "general"), ("What is 2 plus 3? Answer with a number.", "reasoning"),
+           ("Describe rain in a few words.", "general"), ("Name three fruits.", "general"),
+           ("Write one short line about cats.", "general"), ("What is 10 minus 4?", "reasoning"),
+           ("Give a colour.", "general"), ("Explain why the sky is blue.", "general")]
+
+
+def _prefer_shorter(self, contexts):
+    out = []
+    for c in contexts:
+        a = c.split("## Output (a)")[1].split("## Output (b)")[0]
+        b = c.split("## Output (b)")[1].split("## Principle")[0]
+        out.append((-len(a) / 10.0, -len(b) / 10.0))
+    return out
+
+
+def _config(tmp_path: Path, tiny_model: Path) -> Path:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": t, "meta": {
+        "kind": k, "checks": [{"type": "lowercase"}]}}) + "\n" for i, (t, k) in enumerate(PROMPTS)))
+    cfg = {"recipe": "salmon", "name": "e2e", "output_root": str(tmp_path / "runs"), "model": str(tiny_model),
+           "seed": 0, "prompts_file": str(prompts), "heldout_file": str(prompts),
+           "generate": {"max_new_tokens": 12, "batch_size": 16},
+           "judge": {"only": ["Overall Helpful", "Concise", "Honest and Accurate"], "batch_size": 16},
+           "aggregate": {"min_chars": 0, "passes": 2, "heldout_frac": 0.25, "label_noise": 0.0},
+           "reward_model": {"learning_rate": 1e-3, "per_device_batch_size": 4, "max_length": 256, "save_steps": 2},
+           "ppo": {"rollout_batch_size": 4, "per_device_batch_size": 4, "max_steps": 2, "max_length": 200,
+                   "generation": {"max_new_tokens": 8, "num_samples": 1}, "learning_rate": 1e-4},
+           "validation": {"max_new_tokens": 8}}
+    path = tmp_path / "salmon.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_salmon_chain_runs_and_resumes(tmp_path, tiny_model, monkeypatch):
+    from selfalign.judges.pairwise_principle import PairwisePrincipleJudge
+    from selfalign.recipes import salmon
+
+    monkeypatch.setattr(PairwisePrincipleJudge, "_logprobs", _prefer_shorter)
+    cfg = _config(tmp_path, tiny_model)
+    run = salmon.main(str(cfg), [])
+    tags = [r.name for r in run.results]
+    assert len(tags) == 8 and not any(r.skipped for r in run.results)
+    root = run.root
+    agg = json.loads((root / "r0s3-aggregate" / "manifest.json").read_text())["metrics"]
+    assert agg["consistency_mean"] == 1.0 and agg["train_examples"] > 0 and agg["heldout_examples"] > 0
+    # RM records are plain text: the shared reviewer prefix, then response + the rest of the prompt
+    rec = json.loads((root / "r0s3-aggregate" / "data.jsonl").read_text().splitlines()[0])
+    assert rec["prompt"].endswith("## Output\n") and rec["chosen"].endswith("The quality of the output is")
+    assert "- " in rec["chosen"] and "Overall Helpful" not in rec["chosen"]  # definitions without names
+    check = json.loads((root / "r0s5-rm_check" / "checks.json").read_text())
+    assert 0.0 <= check["rm_heldout_acc"] <= 1.0 and check["rm_negation_examples"] > 0
+    ppo = json.loads((root / "r1s1-ppo" / "manifest.json").read_text())
+    assert "r0s4-rm/model" in json.dumps(ppo["inputs"]["reward_model"])
+    assert (root / "r1s1-ppo" / "model" / "config.json").is_file()
+    assert (root / "r1s2-validate" / "manifest.json").is_file()
+    again = salmon.main(str(cfg), [])
+    assert all(r.skipped for r in again.results)
+
+
+def test_salmon_config_errors_name_the_key(tmp_path, tiny_model):
+    from selfalign.errors import ConfigError
+    from selfalign.recipes import salmon
+
+    cfg = _config(tmp_path, tiny_model)
+    with pytest.raises(ConfigError, match="reward_model.chat_template: set by the recipe"):
+        salmon.main(str(cfg), ["reward_model.chat_template=true"])
+    with pytest.raises(ConfigError, match="ppo.kl_estimator"):
+        salmon.main(str(cfg), ["ppo.kl_estimator=k9"])
+    with pytest.raises(ConfigError, match="ppo.rewards: set by the recipe"):
+        salmon.main(str(cfg), ["ppo.rewards=[]"])
