@@ -7,6 +7,7 @@ import math
 import re
 
 import pytest
+import torch
 
 from selfalign.errors import DataError
 from selfalign.judges import build_judge
@@ -139,3 +140,27 @@ def test_tiny_model_logits(tiny_model):
     assert all(c["preference"] == preference_from_scores(c["s12"], c["s21"]) for c in comps)
     s = j.stats()
     assert 0.0 <= s["position_consistency"] <= 1.0
+
+
+def test_shared_prefix_scoring_equals_one_pass_per_context(tiny_model):
+    """The KV-cached shared prefix (one pair in one order under every principle) gives the same
+    log-probs as one full forward pass per context."""
+    from selfalign.models.load import load_causal_lm, load_tokenizer
+    from selfalign.models.scoring import answer_logprobs
+
+    tok, lm = load_tokenizer(str(tiny_model)), load_causal_lm(str(tiny_model))
+    judge = build_judge({"type": "pairwise_principle", "only": ["Concise", "Ethical", "Creative"]},
+                        model=lm, tokenizer=tok)
+    recs = [{"id": "x", "prompt": "Name a fruit.", "responses": [{"text": "An apple, crisp."}, {"text": "Pear"}]},
+            {"id": "y", "prompt": "Say hi.", "responses": [{"text": "Hi there!"}, {"text": "Hello, friend."}]}]
+    contexts = [judge.context(r["prompt"], a, b, p) for r in recs
+                for p in judge.principles
+                for a, b in ((r["responses"][0]["text"], r["responses"][1]["text"]),
+                             (r["responses"][1]["text"], r["responses"][0]["text"]))]
+    n = len(judge.principles)
+    groups = [list(range(s + o, s + 2 * n, 2)) for s in range(0, len(contexts), 2 * n) for o in (0, 1)]
+    full = answer_logprobs(lm, tok, contexts, ["a", "b"], batch_size=4)
+    shared = answer_logprobs(lm, tok, contexts, ["a", "b"], batch_size=2, groups=groups)
+    assert torch.allclose(full, shared, atol=1e-4), (full - shared).abs().max()
+    via_judge = [x for pair in judge._logprobs(contexts) for x in pair]
+    assert via_judge == pytest.approx(shared.flatten().tolist(), abs=1e-4)

@@ -132,9 +132,14 @@ class PairwisePrincipleJudge(Judge):
         if self._logprob_fn is not None:
             return self._logprob_fn(contexts)
         _, special = render_user_turn(self.tokenizer, "")
+        # contexts come as (order 1, order 2) per (pair, principle), principles innermost: one pair in
+        # one order under every principle shares everything up to the principle → one cached prefix
+        n = len(self.principles)
+        groups = [list(range(start + o, min(start + 2 * n, len(contexts)), 2))
+                  for start in range(0, len(contexts), 2 * n) for o in (0, 1)]
         lp = answer_logprobs(self.model, self.tokenizer, contexts, list(self.cfg.labels),
                              batch_size=self.cfg.batch_size, add_special_tokens=special,
-                             label=f"judging ({self.name})")
+                             label=f"judging ({self.name})", groups=groups)
         return [(float(a), float(b)) for a, b in lp.tolist()]
 
     # ------------------------------------------------------------------------------------ scoring

@@ -26,7 +26,13 @@ from pydantic import Field
 from selfalign.config import StrictModel
 from selfalign.judges.pairwise_principle import PairwisePrincipleJudgeConfig
 from selfalign.pipeline import Run
-from selfalign.recipes.common import base_model_path, check_files, finish_run, load_recipe_config, print_summary
+from selfalign.recipes.common import (
+    base_model_path,
+    check_files,
+    finish_run,
+    load_recipe_config,
+    print_summary,
+)
 from selfalign.stages import (
     AggregateStageConfig,
     GenerateStageConfig,
