@@ -10,20 +10,21 @@ preference pairs, validation answers). Sections:
 3. chosen / rejected judge scores and implicit rewards per iteration;
 4. loss curves of every training stage;
 5. bad-sample, bad-end and parse-failure rates per iteration;
-6. a table of sample pairs.
+6. a table of sample pairs;
+7. when the run has them (:mod:`selfalign.report_rl`): principle-judge health, reward-model checks,
+   PPO reward / KL / length curves.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from collections import defaultdict
 from pathlib import Path
 
 from selfalign.data.io import read_records, write_text_atomic
 from selfalign.errors import SelfalignError
+from selfalign.plots import fig_to_uri as _fig_to_uri
 from selfalign.utils.metrics import read_metrics
 
 
@@ -38,13 +39,6 @@ def _manifests(run_dir: Path) -> list[dict]:
     return sorted(out, key=lambda m: (m["round"], m["step"]))
 
 
-def _fig_to_uri(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _output(m: dict, name: str = "data") -> Path | None:
@@ -63,7 +57,7 @@ def collect(run_dir: Path) -> dict:
     mans = [m for m in _manifests(run_dir) if m.get("status") == "done"]
     metrics = read_metrics(run_dir / "metrics.jsonl")
     data: dict = {"validation": [], "judge_scores": {}, "pairs": {}, "train_curves": {}, "rates": {},
-                  "samples": [], "stages": []}
+                  "samples": [], "stages": [], "manifests": mans}
     for m in mans:
         tag = m["dir"].name
         data["stages"].append({"stage": tag, "status": m["status"], "seconds": m.get("seconds"),
@@ -97,7 +91,7 @@ def collect(run_dir: Path) -> dict:
     for rec in metrics:
         by_stage[rec.get("stage", "")].append(rec)
     for stage, recs in by_stage.items():
-        if "train" in stage or "sft" in stage:
+        if any(k in stage for k in ("train", "sft", "-rm", "ppo", "dpo")):  # trainer stages (labels)
             data["train_curves"][stage] = recs
     return data
 
@@ -261,6 +255,21 @@ vertical-align:top;text-align:left;white-space:pre-wrap}th{background:#f3f3f3}im
 h2{border-bottom:1px solid #ddd;padding-bottom:4px}"""
 
 
+def _rl_sections(data: dict, section) -> None:
+    """Principle-judge health, reward-model checks and PPO curves, when the run has them."""
+    from selfalign import report_rl as rl
+
+    per, judge = rl.principle_health(data["manifests"])
+    if per:
+        section("Principle judge health", rl.health_plot(per), _table([judge]))
+    rows = rl.rm_rows(data["manifests"])
+    if rows:
+        section("Principle-following reward model (held-out checks)", None, _table(rows))
+    ppo = rl.ppo_curves(data["train_curves"])
+    if ppo:
+        section("PPO: reward, shaped score, KL, length", rl.ppo_plot(ppo))
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write ``report.html`` for ``run_dir`` and return its path."""
     run_dir = Path(run_dir)
@@ -275,7 +284,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
     def section(title: str, img: str | None, extra: str = ""):
         parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(f"<img src='{img}'/>" if img else "<p><em>no data</em></p>")
+        parts.append(f"<img src='{img}'/>" if img else ("" if extra else "<p><em>no data</em></p>"))
         parts.append(extra)
 
     section("Validation across iterations", _validation_plot(data["validation"]),
@@ -286,6 +295,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     section("Loss curves", _loss_plot(data["train_curves"]))
     rate_rows = [{"iteration": r, **v} for r, v in sorted(data["rates"].items())]
     section("Bad samples and parse failures", _rates_plot(data["rates"]), _table(rate_rows))
+    _rl_sections(data, section)
     parts.append("<h2>Sample pairs</h2>")
     parts.append(_table(data["samples"], ["round", "prompt", "chosen", "rejected", "chosen_score",
                                           "rejected_score"]))

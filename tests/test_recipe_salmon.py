@@ -84,3 +84,10 @@ def test_salmon_config_errors_name_the_key(tmp_path, tiny_model):
         salmon.main(str(cfg), ["ppo.kl_estimator=k9"])
     with pytest.raises(ConfigError, match="ppo.rewards: set by the recipe"):
         salmon.main(str(cfg), ["ppo.rewards=[]"])
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("principles:\n  - name: Brief\n    definition: Short.\n    weight: heavy\n")
+    with pytest.raises(ConfigError) as e:
+        salmon.main(str(cfg), [f"judge.principles={bad}"])
+    msg = str(e.value)
+    assert "judge.principles" in msg and "mine.yaml:4" in msg and "\n" not in msg
+    assert not (tmp_path / "runs" / "e2e" / "r0s1-generate").exists()  # refused before any work

@@ -143,9 +143,27 @@ def stage_configs(cfg: SalmonConfig, source: str = "") -> Stages:
 
 
 def check_config(cfg: SalmonConfig, source: str = "") -> Stages:
+    """Every stage config, input file, principle list and template, before any work."""
+    from selfalign.errors import ConfigError, DataError
+    from selfalign.judges.templates import load_template
+    from selfalign.principles import load_principles
+
     check_files(source, prompts_file=cfg.prompts_file, rl_prompts_file=cfg.rl_prompts_file,
                 heldout_file=cfg.heldout_file)
-    return stage_configs(cfg, source)
+    st = stage_configs(cfg, source)
+    rev = cfg.ppo.reviewer
+    placeholders = ("{instruction}", "{response}", "{principles}")
+    checks = [("judge.principles", lambda: load_principles(cfg.judge.principles)),
+              ("ppo.reviewer.principles", lambda: load_principles(rev.principles)),
+              ("ppo.reviewer.intervention", lambda: rev.intervention and load_principles(rev.intervention)),
+              ("aggregate.template", lambda: load_template(cfg.aggregate.template, placeholders)),
+              ("ppo.reviewer.template", lambda: load_template(rev.template, placeholders))]
+    for key, check in checks:
+        try:
+            check()
+        except (DataError, ConfigError) as e:
+            raise ConfigError(f"{source}: {key}: {e}") from None
+    return st
 
 
 # ---------------------------------------------------------------------------------------- the chain
