@@ -113,6 +113,17 @@ class StageResult:
     seconds: float
 
 
+def _remove_stale_temps(sdir: Path) -> None:
+    """Delete ``.tmp-*`` files and folders under a stage dir being resumed: temporaries of atomic writes
+    that a killed attempt never renamed (a complete output is always renamed; a live one belongs to
+    no other process, since one stage dir is run by one process at a time)."""
+    for p in sorted(sdir.rglob(".tmp-*"), key=lambda q: len(q.parts), reverse=True):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink(missing_ok=True)
+
+
 class Run:
     """A run directory ``root`` holding the frozen config, stage directories and metrics."""
 
@@ -185,6 +196,7 @@ class Run:
             shutil.rmtree(sdir)
         elif resumed:
             console.print(f"[yellow]↻[/] {sdir.name}: unfinished earlier — resuming")
+            _remove_stale_temps(sdir)
         sdir.mkdir(parents=True, exist_ok=True)
         manifest = {
             "stage": name, "round": round, "step": step, "status": "running",

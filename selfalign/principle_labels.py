@@ -72,6 +72,8 @@ class AggregateConfig(StrictModel):
     ai_phrase_prob: float = Field(0.5, ge=0.0, le=1.0,
                                   description="probability the AI-phrase rule decides when it applies")
     language_rule: bool = Field(True, description="a response not in the instruction's language loses")
+    language_min_confidence: float = Field(0.9, ge=0.0, le=1.0, description="py3langid probability below "
+                                           "which a text's language counts as unknown (never 'different')")
     min_chars: int = Field(16, ge=0, description="skip pairs where a stripped response is shorter than this")
     swap_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability of presenting responses swapped")
     seed: int = Field(0, description="seed of the single random.Random used by aggregate()")
@@ -179,26 +181,35 @@ def says_ai_phrase(text: str, phrase: str) -> bool:
     return bool(phrase) and phrase.casefold() in text.casefold()
 
 
+@functools.lru_cache(maxsize=1)
+def _identifier():
+    from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier  # lazy: loaded when the rule runs
+
+    return LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
+
+
 @functools.lru_cache(maxsize=8192)
-def _classify(text: str) -> str:
-    import py3langid as langid  # lazy: loading the model costs time only when the rule runs
+def _classify(text: str) -> tuple[str, float]:
+    lang, prob = _identifier().classify(text)
+    return lang, float(prob)
 
-    return langid.classify(text)[0]
 
-
-def language_of(text: str) -> str | None:
+def language_of(text: str, min_confidence: float = 0.9) -> str | None:
     """ISO 639-1 code from py3langid, or None where identification is meaningless.
 
     Fenced code blocks are removed first; text with fewer than 3 words (whitespace tokens with a
     letter) *and* fewer than 12 letters, or fewer than 3 letters at all, gives None. The letter
-    alternative keeps unspaced scripts (Chinese, Japanese) identifiable.
+    alternative keeps unspaced scripts (Chinese, Japanese) identifiable. A normalised probability
+    below ``min_confidence`` also gives None: JSON, numbers and lists are "identified" as some
+    language with low confidence (measured: 0.03–0.2 for such answers, ≥ 0.97 for a sentence).
     """
     prose = _FENCED_CODE.sub(" ", text)
     letters = sum(ch.isalpha() for ch in prose)
     words = sum(any(ch.isalpha() for ch in tok) for tok in prose.split())
     if letters < 3 or (words < 3 and letters < 12):
         return None
-    return _classify(prose.strip())
+    lang, prob = _classify(prose.strip())
+    return lang if prob >= min_confidence else None
 
 
 def rule_label(instruction: str, text0: str, text1: str, rng: random.Random,
@@ -216,9 +227,9 @@ def rule_label(instruction: str, text0: str, text1: str, rng: random.Random,
     if ai0 != ai1 and rng.random() < cfg.ai_phrase_prob:
         return (1 if ai0 else 0), "ai_phrase"
     if cfg.language_rule:
-        lang = language_of(instruction)
+        lang = language_of(instruction, cfg.language_min_confidence)
         if lang is not None:
-            off0, off1 = (language_of(t) not in (None, lang) for t in (text0, text1))
+            off0, off1 = (language_of(t, cfg.language_min_confidence) not in (None, lang) for t in (text0, text1))
             if off0 != off1:
                 return (1 if off0 else 0), "language"
     return None

@@ -137,6 +137,9 @@ def test_ai_phrase_detection_and_language():
     assert language_of(DE) == "de"
     assert language_of(EN0) == "en"
     assert language_of("Hi!") is None and language_of("ok 42") is None
+    # JSON and number lists get some language with low confidence: unknown, so they never "differ"
+    assert language_of('{\n  "animals": [\n    {\n      "name": "Gazelle"\n    },') is None
+    assert language_of("Celsius: 0\n\nCelsius: 1\nCelsius: 1.000000162955") is None
 
 
 def test_ai_phrase_rule_rate():

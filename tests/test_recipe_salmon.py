@@ -91,3 +91,24 @@ def test_salmon_config_errors_name_the_key(tmp_path, tiny_model):
     msg = str(e.value)
     assert "judge.principles" in msg and "mine.yaml:4" in msg and "\n" not in msg
     assert not (tmp_path / "runs" / "e2e" / "r0s1-generate").exists()  # refused before any work
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_recipe_salmon import _prefer_shorter
+from selfalign.judges.pairwise_principle import PairwisePrincipleJudge
+PairwisePrincipleJudge._logprobs = _prefer_shorter
+from selfalign.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_salmon_killed_at_random_points_resumes_to_identical_data_and_weights(tmp_path, tiny_model):
+    from resume_harness import check_kill_and_resume
+
+    cfg = _config(tmp_path, tiny_model)
+    driver = DRIVER.format(tests=str(Path(__file__).parent))
+    kills = check_kill_and_resume(lambda root: ["run", str(cfg), f"output_root={root}"], tmp_path / "ref",
+                                  tmp_path / "killed", "e2e", kills=3, seed=1, driver=driver)
+    assert kills

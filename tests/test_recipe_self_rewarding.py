@@ -219,3 +219,14 @@ def test_iteration_configs_follow_the_recipe(tmp_path, tiny_model):
     assert its[0].generate.sample_prompts is None and its[0].generate.num_samples == 3
     # a recipe's trainers checkpoint by default, so a crash mid-training resumes mid-training
     assert SelfRewardingConfig.model_fields["train"].annotation().save_steps == 10
+
+
+def test_self_rewarding_killed_at_random_points_resumes_to_identical_data_and_weights(tmp_path, tiny_model):
+    """SIGKILL at seeded random moments across all stages (tests/resume_harness.py): after resuming,
+    every stage's data is byte-identical and every model's weights equal an uninterrupted run's."""
+    from resume_harness import check_kill_and_resume
+
+    cfg = _write(tmp_path, tiny_model, {"type": "rubric", "model": "self", "mode": "expected"})
+    kills = check_kill_and_resume(lambda root: ["run", str(cfg), f"output_root={root}"], tmp_path / "ref",
+                                  tmp_path / "killed", "e2e", kills=3, seed=2)
+    assert kills
