@@ -651,6 +651,7 @@ def build(seed: int = SEED) -> tuple[list[dict], list[dict]]:
             meta["checks"] = checks
         if "answer" in it:
             meta["answer"] = it["answer"]
+        meta["kind"] = "reasoning" if it["category"] == "math" else "general"  # SALMON's prompt kinds
         (heldout if it["group"] in held else train).append({"prompt": prompt, "meta": meta})
     rng.shuffle(train)
     rng.shuffle(heldout)

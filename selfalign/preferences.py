@@ -185,9 +185,13 @@ def build_pairs(records: Sequence[dict], strategy: str = "max_min", *, rho: floa
     units: set[str] = set()
     entries: list[Entry] = []
     for idx, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise DataError(f"record {idx + 1} is not a mapping")
-        resps, unit = _valid_responses(rec, include_unfinished)
+        try:
+            if not isinstance(rec, dict):
+                raise DataError(f"record {idx + 1} is not a mapping")
+            resps, unit = _valid_responses(rec, include_unfinished)
+        except DataError as e:
+            e.record_index = idx  # lets build_pairs_located name the record's file and line
+            raise
         counts["responses"] += len(rec["responses"])
         counts["unfinished"] += sum(not _finished(r) for r in rec["responses"])
         counts["unscored"] += sum(r.get("score") is None for r in rec["responses"])
@@ -261,3 +265,37 @@ def build_pairs_from_config(records: Sequence[dict], cfg: PairConfig, iteration:
                             ) -> tuple[list[dict], dict[str, Any]]:
     """:func:`build_pairs` with ``cfg.at_iteration(iteration)`` (``iteration`` is 0-based)."""
     return build_pairs(records, **cfg.at_iteration(iteration))
+
+
+def build_pairs_located(located: Sequence[tuple[int, dict, Any]], strategy: str = "max_min", **options: Any
+                        ) -> tuple[list[dict], dict[str, Any]]:
+    """:func:`build_pairs` over ``(line, record, file)`` triples (what
+    :func:`selfalign.data.io.iter_records` yields), so a bad record's error names ``file:line``."""
+    try:
+        return build_pairs([rec for _, rec, _ in located], strategy, **options)
+    except DataError as e:
+        idx = getattr(e, "record_index", None)
+        if idx is None or e.file is not None:
+            raise
+        line, _, file = located[idx]
+        raise DataError(e.reason, file, line, e.key) from None
+
+
+def no_pairs_message(stats: dict[str, Any]) -> str:
+    """Why no pair was made, from :func:`build_pairs` statistics: the count of each bad-sample
+    reason, of unfinished and unscored responses, and what to try."""
+    reasons = ", ".join(f"{k} {v}" for k, v in stats.get("bad_reasons", {}).items()) or "none"
+    n_resp = stats.get("responses") or 0
+    unfinished = round((stats.get("bad_ends_frac") or 0) * n_resp)
+    unscored = round((stats.get("unscored_frac") or 0) * n_resp)
+    hints = []
+    if unfinished:
+        hints.append("--include-unfinished (pairs.include_unfinished=true in a recipe) to use answers cut at max "
+                     "length, or a larger max_new_tokens")
+    if unscored:
+        hints.append("a judge that scores more responses (see its parse-failure rate)")
+    if stats.get("bad_reasons", {}).get("margin"):
+        hints.append("a smaller min_margin")
+    hint = "; try " + " or ".join(hints) if hints else "; more prompts or samples are needed"
+    return (f"0 pairs from {stats.get('records', 0)} records (bad samples: {reasons}; of {n_resp} "
+            f"responses {unfinished} unfinished, {unscored} unscored){hint}")

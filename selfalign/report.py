@@ -13,6 +13,12 @@ preference pairs, validation answers). Sections:
 6. a table of sample pairs;
 7. when the run has them (:mod:`selfalign.report_rl`): principle-judge health, reward-model checks,
    PPO reward / KL / length curves.
+
+Stage folders left by an earlier config (e.g. more ``iterations``) are ignored (:func:`is_current`);
+a step logged twice (a resumed trainer) is shown once, the last value (:func:`dedupe_steps`);
+a one-point series is drawn as a marker. A folder written by ``selfalign train`` by hand
+(``metrics.jsonl`` and ``model/``, no manifests) gets its loss curves. A corrupt manifest or
+``metrics.jsonl`` line is a one-line error naming ``file:line``.
 """
 
 from __future__ import annotations
@@ -23,22 +29,89 @@ from collections import defaultdict
 from pathlib import Path
 
 from selfalign.data.io import read_records, write_text_atomic
-from selfalign.errors import SelfalignError
+from selfalign.errors import DataError, SelfalignError
 from selfalign.plots import fig_to_uri as _fig_to_uri
 from selfalign.utils.metrics import read_metrics
 
 
+def _read_manifest(path: Path) -> dict:
+    """A stage manifest; a corrupt one is a one-line ``DataError`` naming ``file:line``."""
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text: {e.reason}", path) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, e.lineno) from None
+    if not isinstance(m, dict):
+        raise DataError(f"expected a JSON object, got {type(m).__name__}", path, 1)
+    for key in ("stage", "round", "step"):
+        if key not in m:
+            raise DataError("missing key", path, key=key)
+    if not isinstance(m["round"], int) or not isinstance(m["step"], int):
+        raise DataError("round and step must be integers", path, key="round")
+    return m
+
+
+def _current_config(run_dir: Path) -> dict:
+    """The run's ``config.yaml`` as a mapping ({} when absent or unreadable)."""
+    p = run_dir / "config.yaml"
+    if not p.is_file():
+        return {}
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DataError(f"invalid YAML: {str(e).splitlines()[0]}", p) from None
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def is_current(m: dict, config: dict) -> bool:
+    """Whether a stage belongs to the run's current config (stale stage folders are left behind
+    when a run is re-run with fewer ``iterations`` or with validation switched off).
+
+    The rule: with an integer ``iterations`` in ``config.yaml``, a stage of a later round is stale;
+    with ``validation.enabled: false`` (or no ``heldout_file`` where the config has that key), every
+    ``validate`` stage is stale. Everything else is current. (Manifest times cannot tell: a resumed
+    run skips finished stages without touching their manifests, and rewrites config.yaml.)
+    """
+    iterations = config.get("iterations")
+    if isinstance(iterations, int) and not isinstance(iterations, bool) and m["round"] > iterations:
+        return False
+    if m["stage"] == "validate":
+        val = config.get("validation")
+        if isinstance(val, dict) and val.get("enabled") is False:
+            return False
+        if "heldout_file" in config and not config.get("heldout_file"):
+            return False
+    return True
+
+
 def _manifests(run_dir: Path) -> list[dict]:
+    """The manifests of the stage folders that belong to the current config (:func:`is_current`)."""
+    config = _current_config(run_dir)
     out = []
     for d in sorted(run_dir.iterdir()):
         p = d / "manifest.json"
         if d.is_dir() and p.is_file():
-            m = json.loads(p.read_text(encoding="utf-8"))
+            m = _read_manifest(p)
             m["dir"] = d
-            out.append(m)
+            if is_current(m, config):
+                out.append(m)
     return sorted(out, key=lambda m: (m["round"], m["step"]))
 
 
+def dedupe_steps(rows: list[dict]) -> list[dict]:
+    """Metric rows with each ``(stage, step)`` once — the last one logged wins (a resumed trainer
+    logs the steps after its checkpoint again) — in step order; rows without a step are kept."""
+    last: dict[tuple, dict] = {}
+    loose = []
+    for r in rows:
+        if isinstance(r.get("step"), (int, float)):
+            last[(r.get("stage", ""), r["step"])] = r
+        else:
+            loose.append(r)
+    return loose + sorted(last.values(), key=lambda r: (str(r.get("stage", "")), r["step"]))
 
 
 def _output(m: dict, name: str = "data") -> Path | None:
@@ -55,7 +128,7 @@ def _output_records(m: dict, name: str = "data") -> list[dict]:
 def collect(run_dir: Path) -> dict:
     """Everything the report shows, as plain data (also handy for tests and the terminal summary)."""
     mans = [m for m in _manifests(run_dir) if m.get("status") == "done"]
-    metrics = read_metrics(run_dir / "metrics.jsonl")
+    metrics = dedupe_steps(read_metrics(run_dir / "metrics.jsonl"))
     data: dict = {"validation": [], "judge_scores": {}, "pairs": {}, "train_curves": {}, "rates": {},
                   "samples": [], "stages": [], "manifests": mans}
     for m in mans:
@@ -90,10 +163,16 @@ def collect(run_dir: Path) -> dict:
     by_stage = defaultdict(list)
     for rec in metrics:
         by_stage[rec.get("stage", "")].append(rec)
+    hand_run = not mans  # a `selfalign train` output folder: every logged stage is a trainer
     for stage, recs in by_stage.items():
-        if any(k in stage for k in ("train", "sft", "-rm", "ppo", "dpo")):  # trainer stages (labels)
-            data["train_curves"][stage] = recs
+        if hand_run or any(k in stage for k in ("train", "sft", "-rm", "ppo", "dpo")):  # trainer stages
+            data["train_curves"][stage or "train"] = recs
     return data
+
+
+def _marker(points: list) -> dict:
+    """Plot options that make a one-point series visible (a line needs two points)."""
+    return {"marker": "o"} if len(points) == 1 else {}
 
 
 def _hist_plot(judge_scores: dict) -> str | None:
@@ -139,9 +218,9 @@ def _pairs_plot(pairs: dict, curves: dict) -> str | None:
         xs = [x["step"] for x in recs if "rewards_chosen_mean" in x]
         if xs:
             axes[1].plot(xs, [x["rewards_chosen_mean"] for x in recs if "rewards_chosen_mean" in x],
-                         label=f"{stage} chosen")
+                         label=f"{stage} chosen", **_marker(xs))
             axes[1].plot(xs, [x["rewards_rejected_mean"] for x in recs if "rewards_chosen_mean" in x],
-                         "--", label=f"{stage} rejected")
+                         "--", label=f"{stage} rejected", **_marker(xs))
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("β·log(π/π_ref)")
     axes[1].set_title("Implicit rewards (β-scaled)")
@@ -162,7 +241,7 @@ def _loss_plot(curves: dict) -> str | None:
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for s, recs in sorted(series.items()):
-        ax.plot([x["step"] for x in recs], [x["loss"] for x in recs], label=s)
+        ax.plot([x["step"] for x in recs], [x["loss"] for x in recs], label=s, **_marker(recs))
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title("Training loss")
@@ -275,8 +354,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SelfalignError(f"{run_dir}: not a run directory")
-    if not any((d / "manifest.json").is_file() for d in run_dir.iterdir() if d.is_dir()):
-        raise SelfalignError(f"{run_dir}: no stage manifests found (is this a selfalign run directory?)")
+    if not (run_dir / "metrics.jsonl").is_file() and not any(
+            (d / "manifest.json").is_file() for d in run_dir.iterdir() if d.is_dir()):
+        raise SelfalignError(f"{run_dir}: no stage manifests and no metrics.jsonl found (is this a "
+                             "selfalign run directory or a `selfalign train` output folder?)")
     data = collect(run_dir)
     parts = [f"<html><head><meta charset='utf-8'><title>selfalign report: {html.escape(run_dir.name)}"
              f"</title><style>{_CSS}</style></head><body>",

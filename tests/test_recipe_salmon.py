@@ -69,6 +69,9 @@ def test_salmon_chain_runs_and_resumes(tmp_path, tiny_model, monkeypatch):
     assert "r0s4-rm/model" in json.dumps(ppo["inputs"]["reward_model"])
     assert (root / "r1s1-ppo" / "model" / "config.json").is_file()
     assert (root / "r1s2-validate" / "manifest.json").is_file()
+    report = (root / "report.html").read_text()
+    for title in ("Principle judge health", "Principle-following reward model", "PPO: reward"):
+        assert title in report
     again = salmon.main(str(cfg), [])
     assert all(r.skipped for r in again.results)
 

@@ -51,7 +51,8 @@ def convert(
                                 "standard (strings) or conversational (messages)."),
     split: str = typer.Option(None, help="Split of a datasets folder (default train)."),
 ):
-    """Convert preference data to TRL, OpenRLHF or llm-on-ray records (written atomically).
+    """Convert preference data to TRL, OpenRLHF or llm-on-ray records (written atomically; OUT must
+    not be IN, nor an existing folder).
 
     Example: selfalign data convert pairs.jsonl pairs_openrlhf.jsonl --to openrlhf --rejected-key reject
 
@@ -59,7 +60,8 @@ def convert(
     """
     from selfalign.data.convert import llm_on_ray_record, openrlhf_record, trl_record
     from selfalign.data.formats import detect_preference_format, normalizer
-    from selfalign.data.io import iter_records, write_records
+    from selfalign.data.io import iter_records, require_records, write_records
+    from selfalign.data.paths import check_outputs
 
     if to is Target.openrlhf:
         in_keys: dict[str, str | None] = {}
@@ -71,6 +73,7 @@ def convert(
     if to is not Target.trl and style is not Style.auto:
         raise typer.BadParameter("--style applies to --to trl only")
 
+    check_outputs({"IN": src}, {"OUT": dst})
     fn = normalizer("preference", **in_keys)
     det_keys = {k: v for k, v in in_keys.items() if v is not None}
     forms: Counter = Counter()
@@ -79,6 +82,7 @@ def convert(
         canon = fn(rec, file=file, line=line)
         forms[detect_preference_format(rec, **det_keys).name] += 1
         located.append((file, line, canon))
+    require_records(located, src)
 
     if to is Target.trl:
         conv = {Style.auto: None, Style.standard: False, Style.conversational: True}[style]

@@ -33,6 +33,7 @@ def eval_cmd(args: list[str] = _ARGS):
     Example: selfalign eval model=smollm2-135m heldout=examples/data/prompts_heldout.jsonl output_dir=runs/eval_m0 max_new_tokens=64
     """
     from selfalign.config import load_config, split_config_args
+    from selfalign.data.paths import check_outputs
     from selfalign.eval.compare import compare_answers
     from selfalign.pipeline import Run
     from selfalign.recipes.common import base_model_path, check_files
@@ -41,6 +42,8 @@ def eval_cmd(args: list[str] = _ARGS):
     path, overrides = split_config_args(list(args or []))
     cfg = load_config(EvalCommandConfig, path, overrides)
     check_files(path or "eval", heldout=cfg.heldout, baseline=cfg.baseline)
+    check_outputs({"heldout": cfg.heldout, "baseline": cfg.baseline, "config": path},
+                  {"output_dir": cfg.output_dir}, folders=("output_dir",))
     stage_cfg = ValidateStageConfig(**{k: getattr(cfg, k) for k in ValidateStageConfig.model_fields})
     run = Run(cfg.output_dir, cfg)
     res = run_stage(run, "validate", 0, 1, stage_cfg, model=base_model_path(cfg.model), heldout=cfg.heldout)

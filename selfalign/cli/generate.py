@@ -10,7 +10,8 @@ _ARGS = typer.Argument(None, help="An optional config YAML, then KEY=VALUE overr
 
 def generate(args: list[str] = _ARGS):
     """Generate candidates: num_samples responses per prompt, written as shards then merged into
-    output; re-running an interrupted command keeps its finished shards.
+    output; re-running an interrupted command keeps its finished shards. The output must not be the
+    input, nor an existing folder (checked before the model loads).
 
     Keys: model= input=(or prompts_file=) output= num_samples= temperature= top_p= top_k=
     max_new_tokens= stop= seed= batch_size= shard_size= limit= dtype= system_prompt=
@@ -19,14 +20,19 @@ def generate(args: list[str] = _ARGS):
     """
     from rich.console import Console
 
-    from selfalign.cli.judge import write_stats
+    from selfalign.cli.judge import stats_path, write_stats
     from selfalign.config import load_config, split_config_args
     from selfalign.data.formats import load_prompts
+    from selfalign.data.paths import check_outputs
     from selfalign.generation import GenerateConfig, build_engine, generate_records, generation_summary
+    from selfalign.generation.engine import shard_dir_for
     from selfalign.utils.progress import stats_table
 
     path, overrides = split_config_args(list(args or []))
     cfg = load_config(GenerateConfig, path, overrides)
+    check_outputs({"input": cfg.input, "config": path},
+                  {"output": cfg.output, "statistics": stats_path(cfg.output),
+                   "shard_dir": shard_dir_for(cfg.output)}, folders=("shard_dir",))
     records = load_prompts(cfg.input, cfg.prompt_key)
     if cfg.limit:
         records = records[: cfg.limit]

@@ -35,13 +35,13 @@ def stats_path(output: str | Path) -> Path:
 
 
 def write_stats(output: str | Path, stats: dict[str, Any]) -> Path:
+    """Write ``stats`` as JSON to :func:`stats_path` of ``output`` (atomically); return that path."""
     from selfalign.data.io import atomic_output
 
     path = stats_path(output)
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(stats, indent=2, default=str) + "\n", encoding="utf-8")
     return path
-
 
 
 def check_candidates(path: str | Path, kind: str, limit: int | None = None) -> list[dict]:
@@ -67,29 +67,38 @@ def check_candidates(path: str | Path, kind: str, limit: int | None = None) -> l
         out.append(rec)
         if limit and len(out) >= limit:
             break
+    if not out:
+        raise DataError("no records (the file is empty, blank, or only a header)", path)
     return out
 
 
 def judge(args: list[str] = _ARGS):
     """Score candidates with a judge; print parse-failure rate, score histogram, tie rate (and
-    position consistency for pairwise judges), and write them to <output>.stats.json.
+    position consistency for pairwise judges), and write them to <output>.stats.json. Fails, writing
+    nothing, when more than judge.max_parse_failure_rate (default 0.5) of the judgements could not be
+    parsed, and when the output is the input or an existing folder.
 
     Example: selfalign judge input=candidates.jsonl output=scored.jsonl judge.type=rubric judge.model=smollm2-135m judge.mode=expected
     """
     from selfalign.config import load_config, split_config_args
     from selfalign.data.io import write_jsonl
+    from selfalign.data.paths import check_outputs
     from selfalign.judges import build_judge, parse_judge_config
+    from selfalign.judges.base import check_parse_failures
 
     path, overrides = split_config_args(list(args or []))
     cfg = load_config(JudgeCommandConfig, path, overrides)
     jcfg = parse_judge_config(cfg.judge, source=path or "")
+    check_outputs({"input": cfg.input, "config": path},
+                  {"output": cfg.output, "statistics": stats_path(cfg.output)})
     records = check_candidates(cfg.input, jcfg.type, cfg.limit)
     j = build_judge(jcfg)
     t0 = time.perf_counter()
     out = j.score_records(records)
     seconds = time.perf_counter() - t0
-    write_jsonl(cfg.output, out)
     stats = {**j.stats(), "seconds": seconds, "output_kind": j.output_kind}
+    check_parse_failures(jcfg, stats)
+    write_jsonl(cfg.output, out)
     where = write_stats(cfg.output, stats)
     Console(stderr=True).print(stats_table(stats, f"judge {j.name}: {cfg.input} → {cfg.output}"))
     typer.echo(f"{cfg.output}  (statistics: {where})")

@@ -28,16 +28,26 @@ def pair(
 ):
     """Pair scored responses into chosen/rejected preference records and print statistics.
 
+    Fails (exit 1, nothing written) when the output is the input or a folder, and when no pair can
+    be made (the message counts each reason: unfinished answers, unscored ones, equal scores).
+
     Example: selfalign pair scored.jsonl prefs.jsonl --strategy length_control --rho 0.1
     """
-    from selfalign.data.io import atomic_output, read_records, write_jsonl
-    from selfalign.preferences import build_pairs
+    from selfalign.data.io import atomic_output, iter_records, require_records, write_jsonl
+    from selfalign.data.paths import check_outputs, same_path
+    from selfalign.errors import DataError
+    from selfalign.preferences import build_pairs_located, no_pairs_message
 
-    records = read_records(input)
-    pairs, stats = build_pairs(records, strategy, rho=rho, min_margin=min_margin,
-                               include_unfinished=include_unfinished, group_key=group_key,
-                               max_pairs_per_group=max_pairs_per_group, max_pairs=max_pairs, seed=seed,
-                               min_score=min_score)
+    check_outputs({"input": input}, {"output": output, "stats_json": stats_json})
+    if stats_json is not None and same_path(output, stats_json):
+        raise DataError("is the same file as the output", stats_json, key="stats_json")
+    located = require_records(list(iter_records(input)), input)
+    pairs, stats = build_pairs_located(located, strategy, rho=rho, min_margin=min_margin,
+                                       include_unfinished=include_unfinished, group_key=group_key,
+                                       max_pairs_per_group=max_pairs_per_group, max_pairs=max_pairs,
+                                       seed=seed, min_score=min_score)
+    if not pairs:
+        raise DataError(no_pairs_message(stats), input)
     write_jsonl(output, pairs)
     if stats_json is not None:
         with atomic_output(stats_json) as tmp:

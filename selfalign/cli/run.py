@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import typer
 
 from selfalign.errors import ConfigError
 
+# recipe name -> "module:ConfigClass" (the module's main(path, overrides) runs it)
 RECIPES = {
-    "self_rewarding": "selfalign.recipes.self_rewarding",
-    "salmon": "selfalign.recipes.salmon",
+    "self_rewarding": "selfalign.recipes.self_rewarding:SelfRewardingConfig",
+    "salmon": "selfalign.recipes.salmon:SalmonConfig",
 }
+
+_KEYS_EPILOG = ("Keys: every recipe key and its default: selfalign config show RECIPE.yaml "
+                f"(or: {' | '.join(RECIPES)}); TRL's names (num_train_epochs, learning_rate, "
+                "use_peft + lora_r …) are accepted.")
+
+
+def recipe_name(path: str, overrides: list[str] | None = None) -> str:
+    """The ``recipe:`` of a recipe file after ``overrides`` (default ``self_rewarding``); checked."""
+    from selfalign.config import apply_overrides, load_yaml
+
+    data, lines = load_yaml(path)
+    recipe = apply_overrides(data, list(overrides or [])).get("recipe", "self_rewarding")
+    if not isinstance(recipe, str) or recipe not in RECIPES:
+        line = f":{lines['recipe']}" if "recipe" in lines else ""
+        raise ConfigError(f"{path}{line}: recipe: unknown recipe {recipe!r}; available: {', '.join(RECIPES)}")
+    return recipe
+
+
+def recipe_schema(name: str) -> type:
+    """The config schema of recipe ``name`` (imports the recipe module)."""
+    module, _, cls = RECIPES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def run(args: list[str] = typer.Argument(..., help="RECIPE.yaml followed by KEY=VALUE overrides.")):
@@ -20,18 +44,13 @@ def run(args: list[str] = typer.Argument(..., help="RECIPE.yaml followed by KEY=
     Example: selfalign run examples/quickstart.yaml
     Example: selfalign run examples/self_rewarding.yaml iterations=2 train.beta=[0.1,0.05]
     """
-    import importlib
-
-    from selfalign.config import apply_overrides, load_yaml, split_config_args
+    from selfalign.config import split_config_args
 
     path, overrides = split_config_args(args)
     if path is None:
         raise ConfigError("give a recipe file, e.g. selfalign run examples/quickstart.yaml")
-    data, _ = load_yaml(path)
-    recipe = apply_overrides(data, overrides).get("recipe", "self_rewarding")  # same parsing as the recipe's
-    if not isinstance(recipe, str) or recipe not in RECIPES:
-        raise ConfigError(f"{path}: recipe: unknown recipe {recipe!r}; available: {', '.join(RECIPES)}")
-    module = importlib.import_module(RECIPES[recipe])
+    recipe = recipe_name(path, overrides)  # same parsing as the recipe's
+    module = importlib.import_module(RECIPES[recipe].partition(":")[0])
     module.main(path, overrides)
 
 
@@ -47,5 +66,5 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory (runs/<name
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(run)
+    app.command("run", epilog=_KEYS_EPILOG)(run)
     app.command("report")(report)

@@ -32,6 +32,7 @@ __all__ = [
     "encode_prompt",
     "encode_prompt_completion",
     "has_chat_template",
+    "is_rendered",
     "render_chat",
     "render_for_generation",
     "render_prompt",
@@ -65,6 +66,25 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
+#: Turn markers of common chat templates (ChatML, Llama 3, Gemma, Zephyr, Mistral).
+TEMPLATE_MARKERS = ("<|im_start|>", "<|begin_of_text|>", "<|start_header_id|>", "<start_of_turn>",
+                    "<|system|>", "<|user|>", "[INST]")
+
+
+def is_rendered(tokenizer: Any, prompt: Any) -> bool:
+    """True for a string prompt that already carries a chat template: after leading whitespace it
+    starts with a known turn marker (:data:`TEMPLATE_MARKERS`) or with one of the tokenizer's
+    special-token strings of 3+ characters (BOS, EOS/end-of-turn, additional special tokens).
+
+    Example: ``is_rendered(tok, "<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n")`` → True
+    """
+    if not isinstance(prompt, str):
+        return False
+    specials = [t for t in (getattr(tokenizer, "all_special_tokens", None) or [])
+                if isinstance(t, str) and len(t) >= 3]
+    return prompt.lstrip().startswith((*TEMPLATE_MARKERS, *specials))
+
+
 def as_messages(prompt: str | Messages, system_prompt: str | None = None) -> Messages:
     """A string prompt as one user message, a message list as a new list of the same messages;
     with ``system_prompt``, a system turn goes first unless the messages start with one."""
@@ -93,11 +113,12 @@ def render_prompt(tokenizer: Any, prompt: str | Messages) -> str:
     """The text the model sees before it answers: chat template + generation prompt.
 
     A plain string is wrapped as one user message when the tokenizer has a chat template and is
-    returned unchanged when it has none (base models).
+    returned unchanged when it has none (base models) or already carries a template
+    (:func:`is_rendered`).
 
     Example: ``render_prompt(tok, "Hi")`` → ``'<|im_start|>system\\n...<|im_start|>assistant\\n'``
     """
-    if isinstance(prompt, str) and not has_chat_template(tokenizer):
+    if isinstance(prompt, str) and (not has_chat_template(tokenizer) or is_rendered(tokenizer, prompt)):
         return prompt
     if not has_chat_template(tokenizer) and len(prompt) == 1 and prompt[0]["role"] == "user":
         return prompt[0]["content"]
@@ -111,10 +132,13 @@ def render_for_generation(tokenizer: Any, prompt: str | Messages, system_prompt:
     With ``chat_template`` and a tokenizer that has one, this is :func:`render_prompt` of the
     conversation (with the system turn, if any; the template supplies special tokens). Otherwise a
     string prompt is used verbatim (after ``system_prompt`` and a blank line) and a message list is
-    joined as ``role: content`` lines ending with ``assistant:``.
+    joined as ``role: content`` lines ending with ``assistant:``. A string that already carries a
+    chat template (:func:`is_rendered`) is returned as it is, without ``system_prompt``.
 
     Example: ``text, special = render_for_generation(tok, "Hi", system_prompt="Be brief.")``
     """
+    if is_rendered(tokenizer, prompt):
+        return prompt, False  # already templated: never wrapped twice, no system turn added
     if chat_template and has_chat_template(tokenizer):
         return render_prompt(tokenizer, as_messages(prompt, system_prompt)), False
     if isinstance(prompt, str):
@@ -133,7 +157,8 @@ def encode_prompt(tokenizer: Any, prompt: str | Messages) -> list[int]:
     Without a chat template the tokenizer's usual special tokens (e.g. BOS) are added.
     """
     text = render_prompt(tokenizer, prompt)
-    return _ids(tokenizer, text, add_special_tokens=not has_chat_template(tokenizer))
+    special = not has_chat_template(tokenizer) and not is_rendered(tokenizer, prompt)
+    return _ids(tokenizer, text, add_special_tokens=special)
 
 
 def _eos_id(tokenizer: Any) -> int:
@@ -184,6 +209,8 @@ def encode_prompt_completion(tokenizer: Any, prompt: str | Messages, completion:
 
     Example: ``p, c = encode_prompt_completion(tok, "2+2?", "4")``; ``tok.decode(c) == "4<|im_end|>"``
     """
+    if isinstance(completion, str) and is_rendered(tokenizer, prompt):
+        chat_template = False  # the prompt carries its template already
     if not chat_template and not (isinstance(prompt, str) and isinstance(completion, str)):
         raise ModelError("chat_template: false needs plain-text (string) prompts and completions")
     if isinstance(prompt, str) and (not chat_template or not has_chat_template(tokenizer)):

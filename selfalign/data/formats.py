@@ -57,6 +57,8 @@ __all__ = [
 Messages = list[dict[str, Any]]
 Text = str | Messages
 
+#: Chat roles a message may have (anything else is a typo or another tool's convention).
+ROLES = ("system", "user", "assistant", "tool")
 #: Keys tried, in order, for the prompt when none is given.
 PROMPT_KEYS = ("prompt", "instruction", "question")
 #: Keys tried, in order, for an SFT completion when none is given.
@@ -91,6 +93,8 @@ def _check_messages(value: Any, key: str, where: _Where) -> Messages:
         role = m.get("role")
         if not isinstance(role, str) or not role:
             raise where.error(f"message {i} has no 'role' string", key)
+        if role not in ROLES:
+            raise where.error(f"unknown role {role!r}; expected one of {', '.join(ROLES)}", f"{key}[{i}].role")
         if not isinstance(m.get("content"), str):
             got = "missing" if "content" not in m else type(m["content"]).__name__
             raise where.error(f"message {i} 'content' must be a string ({got})", key)
@@ -413,9 +417,20 @@ def iter_normalized(path: str | Path, kind: Kind, *, split: str | None = None, *
 def load_prompts(path: str | Path, prompt_key: str | None = None, *, split: str | None = None) -> list[dict]:
     """Read a prompt file of any supported format/layout into canonical prompt records.
 
+    Every id must be unique (a duplicate names both lines) and the file must hold a record.
+
     Example: ``load_prompts("examples/data/prompts.jsonl")``
     """
-    return [r for _, r, _ in iter_normalized(path, "prompt", split=split, prompt_key=prompt_key)]
+    out, seen = [], {}
+    for line, rec, file in iter_normalized(path, "prompt", split=split, prompt_key=prompt_key):
+        first = seen.setdefault(rec["id"], (file, line))
+        if first != (file, line):
+            at = f"line {first[1]}" if first[0] == file else f"{first[0]}:{first[1]}"
+            raise DataError(f"duplicate id {rec['id']!r} (first at {at}); ids must be unique", file, line, "id")
+        out.append(rec)
+    if not out:
+        raise DataError("no records (the file is empty, blank, or only a header)", path)
+    return out
 
 
 def load_sft(path: str | Path, prompt_key: str | None = None, completion_key: str | None = None, *,

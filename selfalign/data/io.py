@@ -5,14 +5,16 @@ Readers return plain ``dict`` records. Supported inputs:
 * ``.jsonl`` / ``.ndjson`` (also ``.gz``-compressed): one JSON object per line, blank lines skipped;
 * ``.json``: a list of objects, or an object holding such a list under ``"data"`` (a ``.json`` file
   that is really JSON lines is read as JSON lines);
-* ``.csv``: one record per row; cells holding a JSON list or object are decoded (this is how
+* ``.csv``: one record per row, read strictly (an unclosed quote is an error, not a cell that
+  swallows the rest of the file); cells holding a JSON list or object are decoded (this is how
   :func:`write_records` stores nested values);
 * ``.parquet`` (pyarrow);
 * a folder: a ``datasets`` folder written by ``save_to_disk`` (``datasets.load_from_disk``), or a
   folder of data files in the formats above (read in sorted order and concatenated).
 
 Every bad input raises :class:`~selfalign.errors.DataError` naming the file and, where there is one,
-the line (for CSV the file line, for JSON lists the line where the record starts, for parquet and
+the line (for a byte that is not UTF-8, a JSON line that does not parse: also the column; for
+CSV the file line, for JSON lists the line where the record starts, for parquet and
 ``datasets`` folders the 1-based row number).
 
 Writers never leave a half-written file: they write to a temporary name in the same folder and
@@ -34,6 +36,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from selfalign.data.decode import (
+    GZ_ERRORS,
+    as_record,
+    decode_line,
+    iter_json_list,
+    open_bytes,
+    read_error,
+    read_text,
+)
 from selfalign.errors import DataError
 
 __all__ = [
@@ -43,6 +54,7 @@ __all__ = [
     "iter_jsonl",
     "iter_records",
     "read_records",
+    "require_records",
     "write_jsonl",
     "write_records",
     "write_text_atomic",
@@ -76,20 +88,16 @@ def _check_exists(path: Path) -> None:
         raise DataError("no such file or folder", path)
 
 
-def _as_record(obj: Any, path: Path, line: int | None) -> dict:
-    if not isinstance(obj, dict):
-        raise DataError(f"record must be a JSON object, got {type(obj).__name__}", path, line)
-    return obj
-
-
 # ------------------------------------------------------------------------------------------ readers
 def iter_jsonl(path: str | Path, on_error: Callable[[DataError], None] | None = None
                ) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, record)`` for each non-blank line of a JSON-lines file (1-based).
 
-    Raises ``DataError`` (``file:LINE: invalid JSON: ...``) on a malformed line and on a line that
-    is not a JSON object — or, with ``on_error``, hands that error to ``on_error`` and goes on
-    with the next line (e.g. to skip a line cut by a crash, or to list every bad line).
+    Raises ``DataError`` (``file:LINE: invalid JSON: ... (column C)``) on a malformed line, on a
+    line that is not a JSON object and on a line that is not UTF-8 — or, with ``on_error``, hands
+    that error to ``on_error`` and goes on with the next line (e.g. to skip a line cut by a crash,
+    or to list every bad line). A corrupt ``.gz`` file is one ``DataError`` naming the file.
+    Lines are decoded one by one, so the line number of a bad byte is exact.
 
     Example: ``for line, rec in iter_jsonl("prompts.jsonl"): ...``
     """
@@ -97,83 +105,44 @@ def iter_jsonl(path: str | Path, on_error: Callable[[DataError], None] | None = 
     _check_exists(path)
     if path.is_dir():
         raise DataError("is a folder, expected a JSON-lines file", path)
-    line_no = 0
     try:
-        with _open_text(path) as f:
-            for line_no, line in enumerate(f, start=1):  # noqa: B007 - line_no used in except
+        f = open_bytes(path)
+    except OSError as e:
+        raise read_error(path, e) from None
+    with f:
+        line_no = 0
+        while True:
+            try:
+                raw = f.readline()
+            except GZ_ERRORS as e:
+                raise read_error(path, e) from None
+            if not raw:
+                return
+            line_no += 1
+            try:
+                line = decode_line(raw, path, line_no).rstrip("\r\n")  # so a cut line's column is real
                 if not line.strip():
                     continue
                 try:
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, line_no) from None
-                    rec = _as_record(obj, path, line_no)
-                except DataError as e:
-                    if on_error is None:
-                        raise
-                    on_error(e)
-                    continue
-                yield line_no, rec
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text: {e.reason}", path, line_no + 1) from None
-    except (OSError, EOFError) as e:  # e.g. a corrupt .gz
-        raise DataError(f"cannot read: {e}", path) from None
-
-
-def _line_of(text: str, pos: int, cache: list[int]) -> int:
-    """1-based line of character ``pos``; ``cache`` = [last_pos, last_line] makes forward scans O(n)."""
-    last_pos, last_line = cache
-    line = last_line + text.count("\n", last_pos, pos)
-    cache[0], cache[1] = pos, line
-    return line
-
-
-def _iter_json_list(text: str, start: int, path: Path) -> Iterator[tuple[int, dict]]:
-    """Scan a JSON array element by element from ``text[start] == '['`` so each record has its line."""
-    dec = json.JSONDecoder()
-    cache = [0, 1]
-    n = len(text)
-
-    def skip_ws(i: int) -> int:
-        while i < n and text[i] in " \t\r\n":
-            i += 1
-        return i
-
-    i = skip_ws(start + 1)
-    if i < n and text[i] == "]":
-        i += 1
-    else:
-        while True:
-            line = _line_of(text, i, cache)
-            try:
-                obj, i = dec.raw_decode(text, i)
-            except json.JSONDecodeError as e:
-                raise DataError(f"invalid JSON: {e.msg}", path, _line_of(text, e.pos, cache)) from None
-            yield line, _as_record(obj, path, line)
-            i = skip_ws(i)
-            if i < n and text[i] == ",":
-                i = skip_ws(i + 1)
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, line_no) from None
+                rec = as_record(obj, path, line_no)
+            except DataError as e:
+                if on_error is None:
+                    raise
+                on_error(e)
                 continue
-            if i < n and text[i] == "]":
-                i += 1
-                break
-            raise DataError("invalid JSON: expected ',' or ']' in the list", path, _line_of(text, min(i, n), cache))
-    if skip_ws(i) != n:
-        raise DataError("invalid JSON: extra data after the list", path, _line_of(text, skip_ws(i), cache))
+            yield line_no, rec
 
 
 def _iter_json(path: Path) -> Iterator[tuple[int, dict]]:
-    try:
-        with _open_text(path) as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text: {e.reason}", path) from None
+    text = read_text(path)
     stripped = text.lstrip()
     if not stripped:
         return
     if stripped[0] == "[":
-        yield from _iter_json_list(text, len(text) - len(stripped), path)
+        yield from iter_json_list(text, len(text) - len(stripped), path)
         return
     try:
         obj = json.loads(text)
@@ -184,7 +153,7 @@ def _iter_json(path: Path) -> Iterator[tuple[int, dict]]:
         raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path, e.lineno) from None
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         for i, rec in enumerate(obj["data"], start=1):
-            yield i, _as_record(rec, path, i)
+            yield i, as_record(rec, path, i)
         return
     if isinstance(obj, dict):  # a single record
         yield 1, obj
@@ -205,26 +174,27 @@ def _decode_cell(value: str) -> Any:
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[int, dict]]:
+    """Rows of a CSV file, read strictly: an unterminated quote is an error at the line where the
+    quoted cell starts (a lenient reader would swallow the rest of the file into one cell)."""
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
+    prev_end = 0
     try:
-        with _open_text(path, csv=True) as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                return
-            if len(set(header)) != len(header):
-                raise DataError("duplicate column names in the header", path, 1)
-            prev_end = reader.line_num
-            for row in reader:
-                start, prev_end = prev_end + 1, reader.line_num
-                if not row or all(c == "" for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise DataError(f"row has {len(row)} cells, header has {len(header)}", path, start)
-                yield start, {k: _decode_cell(v) for k, v in zip(header, row)}
+        header = next(reader, None)
+        if header is None:
+            return
+        if len(set(header)) != len(header):
+            raise DataError("duplicate column names in the header", path, 1)
+        prev_end = reader.line_num
+        for row in reader:
+            start, prev_end = prev_end + 1, reader.line_num
+            if not row or all(c == "" for c in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"row has {len(row)} cells, header has {len(header)}", path, start)
+            yield start, {k: _decode_cell(v) for k, v in zip(header, row)}
     except csv.Error as e:
-        raise DataError(f"invalid CSV: {e}", path) from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text: {e.reason}", path) from None
+        hint = " (a quote is never closed?)" if "end of data" in str(e) else ""
+        raise DataError(f"invalid CSV: {e}{hint}", path, prev_end + 1) from None
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
@@ -236,7 +206,14 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, dict]]:
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"invalid parquet: {e}", path) from None
     row = 0
-    for batch in pf.iter_batches():
+    batches = pf.iter_batches()
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"invalid parquet after row {row}: {e}", path) from None
+        if batch is None:
+            return
         for rec in batch.to_pylist():
             row += 1
             yield row, rec
@@ -316,6 +293,14 @@ def read_records(path: str | Path, *, split: str | None = None) -> list[dict]:
     return [rec for _, rec, _ in iter_records(path, split=split)]
 
 
+def require_records(records: list, path: str | Path) -> list:
+    """``records`` unchanged, or ``DataError("no records ...")`` naming ``path`` when it is empty
+    (an empty or blank file, a CSV with only a header, a parquet file with zero rows)."""
+    if not records:
+        raise DataError("no records (the file is empty, blank, or only a header)", path)
+    return records
+
+
 # ------------------------------------------------------------------------------------------ writers
 def _temp_sibling(path: Path) -> Path:
     """A fresh hidden name next to ``path`` keeping its extension (``.tmp-out.1a2b3c4d.jsonl``).
@@ -341,7 +326,8 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     Write a file or create a folder at the yielded path. When the block ends without an exception
     the result replaces ``path`` (an existing file or folder there is replaced). On an exception
     the temporary file or folder is removed and the exception propagates, so ``path`` is either
-    the old content or the complete new one, never half-written. The temporary name keeps the
+    the old content or the complete new one, never half-written. A file is never put over an
+    existing folder (``DataError``; a folder may replace a folder). The temporary name keeps the
     target's extension, so writers that choose a format by extension still work.
 
     Example::
@@ -359,6 +345,9 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
     if not (tmp.exists() or tmp.is_symlink()):
         raise DataError("nothing was written to the temporary output", path)
+    if path.is_dir() and not path.is_symlink() and not tmp.is_dir():
+        _remove(tmp)
+        raise DataError("is an existing folder; a file is never written over it", path)
     if (tmp.is_dir() or path.is_dir()) and path.exists() and not path.is_symlink():
         # os.replace cannot put a folder over a file or a non-empty folder: move the old one aside.
         old = path.with_name(f".tmp-{path.name}.old{uuid.uuid4().hex[:8]}")

@@ -39,7 +39,8 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
-        return self.bad == 0
+        """No bad record, and at least one record (an empty file is not valid data)."""
+        return self.bad == 0 and self.total > 0
 
     def summary(self) -> str:
         """One line: ``FILE (preference): 10 records, 9 valid, 1 bad (1 duplicate id, 0 chosen == rejected)``."""
@@ -130,4 +131,6 @@ def validate_file(path: str | Path, kind: Kind | Literal["auto"] = "auto", *, sp
     except DataError as e:  # unreadable rest of a non-JSONL file: report and stop
         report.errors.append(str(e))
         report.bad += 1
+    if report.total == 0 and not report.errors:
+        report.errors.append(str(DataError("no records (the file is empty, blank, or only a header)", path)))
     return report

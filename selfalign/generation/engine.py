@@ -114,7 +114,7 @@ def build_engine(cfg: EngineConfig | dict, *, model: Any = None, tokenizer: Any 
 def check_prompt_records(records: Sequence[dict], source: str = "") -> list[dict]:
     """Validate prompt records (``prompt`` str or message list); missing ids become the index."""
     out = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             raise DataError("record is not a mapping", source or None, i + 1)
@@ -131,8 +131,8 @@ def check_prompt_records(records: Sequence[dict], source: str = "") -> list[dict
             rec = {**rec, "id": str(i)}
         rid = str(rec["id"])
         if rid in seen:
-            raise DataError(f"duplicate id {rid!r}", source or None, i + 1, "id")
-        seen.add(rid)
+            raise DataError(f"duplicate id {rid!r} (first at record {seen[rid]})", source or None, i + 1, "id")
+        seen[rid] = i + 1
         out.append(rec)
     return out
 
@@ -255,19 +255,41 @@ def generate_records(engine: Engine, records: Sequence[dict], params: SamplingPa
     shards written with other settings raise :class:`DataError` unless ``overwrite``. Shards go to
     ``shard_dir`` (default ``<output stem>.shards`` next to the output). A ``stats`` dict, when
     given, receives what this call did: shards reused/generated, prompts and tokens generated, seconds.
+
+    The output path is checked before any work (not an existing folder, its folder can be made);
+    when the call fails, a shard folder it created is removed unless it holds finished shards.
     """
+    from selfalign.data.paths import check_outputs
+
     records = check_prompt_records(records)
+    if not records:
+        raise DataError("no prompt records to generate for", out_path)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     sdir = Path(shard_dir) if shard_dir is not None else shard_dir_for(out_path)
-    plan = _plan_shards(engine, records, params, sdir, shard_size, overwrite)
-    t0 = time.perf_counter()
-    state = _generate_shards(engine, params, plan, progress, t0)
-    if stats is not None:
-        stats.update(shards_reused=len(plan.done), shards_generated=len(plan.todo),
-                     prompts_generated=state["prompts"], tokens_generated=state["tokens"],
-                     generate_seconds=time.perf_counter() - t0)
-    return _merge_shards(plan, out_path, keep_shards)
+    check_outputs({}, {"output": out_path, "shard_dir": sdir}, folders=("shard_dir",))
+    fresh = not sdir.exists()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        plan = _plan_shards(engine, records, params, sdir, shard_size, overwrite)
+        t0 = time.perf_counter()
+        state = _generate_shards(engine, params, plan, progress, t0)
+        if stats is not None:
+            stats.update(shards_reused=len(plan.done), shards_generated=len(plan.todo),
+                         prompts_generated=state["prompts"], tokens_generated=state["tokens"],
+                         generate_seconds=time.perf_counter() - t0)
+        return _merge_shards(plan, out_path, keep_shards)
+    except BaseException:
+        _drop_empty_shard_dir(sdir, fresh)
+        raise
+
+
+def _drop_empty_shard_dir(sdir: Path, fresh: bool) -> None:
+    """After a failure, remove a shard folder this call created when it holds no finished shard
+    (nothing to resume from); finished shards are kept so that re-running continues."""
+    import shutil
+
+    if fresh and sdir.is_dir() and not any(sdir.glob("shard-*.jsonl")):
+        shutil.rmtree(sdir, ignore_errors=True)
 
 
 def generation_summary(records: Sequence[dict], seconds: float | None = None) -> dict[str, Any]:

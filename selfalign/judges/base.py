@@ -10,6 +10,8 @@ preference records). Every judge is a subclass of :class:`Judge`:
 * ``score_records(records) -> list[dict]`` — returns NEW records (inputs are not mutated);
 * ``stats() -> dict`` — what happened: parse-failure rate, score histogram, tie rate, and for
   pairwise judges the position-consistency rate (see :meth:`JudgeStats.as_dict`);
+* ``cfg.max_parse_failure_rate`` (every judge, default 0.5) — above it :func:`check_parse_failures`
+  warns loudly, and fails where the caller asks (``selfalign judge`` always does);
 * ``from_config(cfg, model=None, tokenizer=None)`` — build from its validated config; a recipe may
   pass an already-loaded ``model`` + ``tokenizer`` (e.g. the policy judging itself).
 
@@ -41,8 +43,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from selfalign.config import StrictModel, format_validation_error
-from selfalign.errors import ConfigError, DataError
+from selfalign.errors import ConfigError, DataError, SelfalignError
 from selfalign.judges.stats import JudgeStats
 
 # type name -> module that defines (and registers) it; imported only when that type is used
@@ -73,6 +77,10 @@ class JudgeConfig(StrictModel):
 
     type: str
     name: str | None = None  # label in statistics; defaults to ``type``
+    max_parse_failure_rate: float = Field(
+        0.5, ge=0.0, le=1.0, description="`selfalign judge` fails (and writes nothing) when more "
+        "judgements than this fraction could not be parsed; in a recipe's judge stage a rate above it "
+        "is a loud warning, and an error only when this key is set in the config")
 
 
 # ------------------------------------------------------------------------------------------ judge
@@ -192,3 +200,37 @@ def response_text(resp: Any) -> str:
         return resp["text"]
     raise DataError(f"response must be a string or a mapping with 'text' (got {type(resp).__name__})",
                     key="responses")
+
+
+def worst_parse_failures(stats: dict[str, Any]) -> tuple[float, int]:
+    """The highest ``parse_failure_rate`` in judge statistics (also in nested sub-judges' dicts,
+    e.g. a combined function judge's ``other``) and its number of judgements; ``(0.0, 0)`` if none."""
+    best = (0.0, 0)
+    rate = stats.get("parse_failure_rate")
+    if isinstance(rate, (int, float)):
+        best = (float(rate), int(stats.get("judgements") or 0))
+    for v in stats.values():
+        if isinstance(v, dict):
+            sub = worst_parse_failures(v)
+            if sub[0] > best[0]:
+                best = sub
+    return best
+
+
+def check_parse_failures(cfg: JudgeConfig, stats: dict[str, Any], fail: bool = True) -> str | None:
+    """Compare the judge's parse-failure rate with ``cfg.max_parse_failure_rate``.
+
+    Returns None when within the limit; else the warning text, after raising it as a
+    :class:`SelfalignError` when ``fail``. Used by ``selfalign judge`` (fail) and the judge stage.
+    """
+    rate, n = worst_parse_failures(stats)
+    limit = cfg.max_parse_failure_rate
+    if n == 0 or rate <= limit:
+        return None
+    msg = (f"judge {cfg.name or cfg.type}: {rate:.0%} of {n} judgements could not be parsed (limit "
+           f"max_parse_failure_rate={limit:g}); its scores are mostly missing. Try a judge mode that "
+           "reads the verdict from the next-token distribution (rubric mode=expected), a larger judge "
+           "model, or raise judge.max_parse_failure_rate")
+    if fail:
+        raise SelfalignError(msg)
+    return msg

@@ -10,6 +10,13 @@ Two kinds of scorer:
   ``name(prompt, response, meta) -> float | None`` imported by name (never ``eval``-ed); ``prompt``
   is the prompt string or message list, ``response`` the response text, ``meta`` the record's meta.
   ``None`` means "no score" (it never becomes a label).
+* a **TRL-style reward function** ``name(completions, **kwargs) -> list[float]`` (as TRL's GRPO
+  trainer calls its ``reward_funcs``): recognised by its signature (its first parameter, or a
+  keyword parameter, is named ``completions``) and called **once per batch** of all responses with
+  ``prompts=`` and ``completions=`` lists (one entry per response; a conversational prompt gives
+  ``[{"role": "assistant", "content": text}]`` completions, as TRL does) plus each ``meta`` key as
+  a list keyword (``None`` where a record lacks it). It must return one number (or None) per
+  completion. Keywords the function does not accept are left out unless it takes ``**kwargs``.
 
 Optionally the function score is **combined** with another judge's score (e.g. the policy's own
 rubric score plus the check score)::
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -144,6 +152,62 @@ def _as_score(value: Any, where: str) -> float | None:
     raise DataError(f"scorer returned {type(value).__name__} {value!r}; expected a number or None", key=where)
 
 
+def is_trl_reward(fn: Callable) -> bool:
+    """True for a TRL-style reward function ``fn(completions, **kwargs) -> list[float]``: its first
+    parameter, or a keyword-only parameter, is named ``completions``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if params and params[0].name == "completions":
+        return True
+    return any(p.name == "completions" and p.kind is p.KEYWORD_ONLY for p in params)
+
+
+def _trl_kwargs(fn: Callable, prompts: list, completions: list, metas: list[dict]) -> dict[str, Any]:
+    """The keyword arguments of one TRL-style call: prompts, completions, and each meta key as a list."""
+    kwargs: dict[str, Any] = {"prompts": prompts, "completions": completions}
+    keys = dict.fromkeys(k for m in metas for k in m if k not in kwargs)
+    kwargs.update({k: [m.get(k) for m in metas] for k in keys})
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def trl_reward_scores(fn: Callable, name: str, records: Sequence[dict]) -> list[list[float | None]]:
+    """Call a TRL-style reward function once over every response of ``records``; per record, one
+    score per response (see the module docstring)."""
+    prompts, completions, metas, counts = [], [], [], []
+    for rec in records:
+        resps = rec.get("responses")
+        if not isinstance(resps, list):
+            raise DataError(f"record {rec.get('id')!r} has no 'responses' list", key="responses")
+        prompt, meta = rec.get("prompt"), rec.get("meta") or {}
+        for r in resps:
+            text = response_text(r)
+            prompts.append(prompt)
+            completions.append([{"role": "assistant", "content": text}] if isinstance(prompt, list) else text)
+            metas.append(meta if isinstance(meta, dict) else {})
+        counts.append(len(resps))
+    try:
+        values = fn(**_trl_kwargs(fn, prompts, completions, metas))
+    except SelfalignError:
+        raise
+    except Exception as e:
+        raise SelfalignError(f"judge function {name} failed: {type(e).__name__}: {e}") from e
+    if not isinstance(values, Sequence) or isinstance(values, (str, bytes)) or len(values) != len(completions):
+        got = len(values) if isinstance(values, Sequence) else type(values).__name__
+        raise DataError(f"a TRL-style reward function must return one score per completion: expected "
+                        f"{len(completions)}, got {got}", key=name)
+    scores = [_as_score(v, f"{name} completion {i}") for i, v in enumerate(values)]
+    out, k = [], 0
+    for n in counts:
+        out.append(scores[k:k + n])
+        k += n
+    return out
+
+
 # ---------------------------------------------------------------------------------------- combine
 def combine_scores(records_a: Sequence[dict], records_b: Sequence[dict],
                    weights: Sequence[float] = (1.0, 1.0), *, optional_b: bool = True,
@@ -254,6 +318,14 @@ class FunctionJudge(Judge):
         return {"score": score, **judgement}
 
     def _function_scores(self, records: list[dict]) -> list[dict]:
+        if self._fn is not None and is_trl_reward(self._fn):
+            batch = trl_reward_scores(self._fn, self.cfg.function, records)
+            out = []
+            for rec, scores in zip(records, batch, strict=True):
+                for sc in scores:
+                    self._fn_stats.add_judgement(sc is not None)
+                out.append(with_scores(rec, [[{"score": sc}] for sc in scores], self._fn_stats))
+            return out
         out = []
         for rec in records:
             if not isinstance(rec.get("responses"), list):

@@ -6,7 +6,10 @@ A model spec is one of:
   :mod:`selfalign.models.registry`);
 * a local HF folder (``config.json`` inside);
 * a hub id (``org/name``) — downloaded where a hub is reachable; offline, a one-line error naming
-  the offline alternatives.
+  the offline alternatives. A spec that looks like a path (starts with ``/``, ``.``, ``~``, or its
+  parent folder exists) but does not exist is "no such model folder", never a hub id.
+
+A truncated or corrupt weights file is a one-line :class:`ModelError` naming the file.
 
 ``trust_remote_code`` is off unless the caller asks for it.
 """
@@ -108,6 +111,14 @@ def prepare_registry_model(name: str, force: bool = False) -> Path:
     return out
 
 
+def _looks_like_path(s: str) -> bool:
+    """A spec meant as a folder: starts with ``/``, ``.``, ``~`` (or a Windows drive / backslash),
+    has more than one ``/`` (hub ids have one), or its first part exists here (``runs/x``)."""
+    if s.startswith(("/", ".", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", s) or s.count("/") > 1:
+        return True
+    return "/" in s and Path(s).parent.exists() and Path(s).parent != Path(".")
+
+
 def resolve_model(spec: str | Path, prepare: bool = True) -> Path | str:
     """Turn a model spec into a local folder (registry/local) or a hub id string.
 
@@ -125,7 +136,10 @@ def resolve_model(spec: str | Path, prepare: bool = True) -> Path | str:
         if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
             raise ModelError(f"{p}: unreadable model folder: no config.json")
         return p
-    if _HUB_ID.match(s) and not s.startswith((".", "/")):
+    if _looks_like_path(s):
+        raise ModelError(f"{p}: no such model folder (a registry name, a local HF folder or a hub id "
+                         f"org/name was expected; registry names: {', '.join(REGISTRY)})")
+    if _HUB_ID.match(s):
         return s
     raise ModelError(f"model {s!r} not found: not a registry name, local folder or hub id; "
                      f"offline alternatives: {_offline_alternatives()}")
@@ -140,9 +154,31 @@ def _hub_guard(spec: str | Path, fn, what: str):
         if isinstance(spec, str) and not Path(spec).exists():
             raise ModelError(f"could not fetch {what} {spec!r} from the model hub ({type(e).__name__}); "
                              f"offline alternatives: {_offline_alternatives()}") from e
-        raise ModelError(f"{spec}: unreadable {what}: {str(e).splitlines()[0]}") from e
+        raise ModelError(f"{_weights_file(spec)}: unreadable {what}: {_first_line(e)}") from e
     except (ValueError, KeyError) as e:
-        raise ModelError(f"{spec}: unreadable {what}: {str(e).splitlines()[0]}") from e
+        raise ModelError(f"{_weights_file(spec)}: unreadable {what}: {_first_line(e)}") from e
+    except Exception as e:  # safetensors / torch errors on a truncated or corrupt weights file
+        if isinstance(spec, Path) or Path(str(spec)).exists():
+            raise ModelError(f"{_weights_file(spec)}: unreadable {what} ({type(e).__name__}: "
+                             f"{_first_line(e)}); the file may be truncated: copy or save it again") from e
+        raise
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _weights_file(spec: str | Path) -> Path | str:
+    """The weights file of a model folder (``model.safetensors``, an index, ``*.bin``), else the spec."""
+    p = Path(str(spec))
+    if not p.is_dir():
+        return spec
+    for name in ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json",
+                 "pytorch_model.bin", "adapter_model.bin"):
+        if (p / name).is_file():
+            return p / name
+    return p
 
 
 def load_tokenizer(spec: str | Path, trust_remote_code: bool = False, padding_side: str = "left"):

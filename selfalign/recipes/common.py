@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from selfalign.config import apply_overrides, load_yaml, validate
+from selfalign.config import apply_aliases, apply_overrides, load_yaml, validate
 from selfalign.errors import ConfigError
 from selfalign.pipeline import Run
 from selfalign.stages.sections import check_recipe_keys
@@ -25,9 +25,11 @@ M = TypeVar("M", bound=BaseModel)
 
 def load_recipe_config(model: type[M], path: str, overrides: list[str],
                        moved: dict[str, str] | None = None) -> M:
-    """Read ``path``, apply ``overrides``, reject recipe-set and moved keys, validate (one-line errors)."""
+    """Read ``path``, apply ``overrides``, rename TRL's key names (``train.num_train_epochs``), reject
+    recipe-set and moved keys, validate (one-line errors)."""
     data, lines = load_yaml(path)
     data = apply_overrides(data, list(overrides))
+    apply_aliases(model, data, path, lines)
     check_recipe_keys(model, data, lines, path, moved)
     return validate(model, data, path, lines)
 

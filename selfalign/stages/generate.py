@@ -51,7 +51,7 @@ def generate_into(cfg: GenerateStageConfig, model: Path, records: list[dict], ou
 
 @stage("generate", GenerateStageConfig)
 def generate(st: Stage, cfg: GenerateStageConfig, *, model: Path, prompts: Path) -> dict:
-    from selfalign.data.io import read_records
+    from selfalign.data.io import read_records, require_records
 
-    records = select_prompts(read_records(prompts), cfg)
+    records = select_prompts(require_records(read_records(prompts), prompts), cfg)
     return generate_into(cfg, model, records, st.output("data", "data.jsonl"))

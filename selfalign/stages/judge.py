@@ -5,6 +5,10 @@ Output: ``data`` (scored ``data.jsonl``). The judge config may name its model by
 ``model: self`` is the ``policy`` input (the model judging itself), ``model: base`` the ``base``
 input (M_0); also inside a function judge's ``combine.with``. The config is hashed with the role
 names, the models by content, so a new policy re-runs the judge and a moved run directory does not.
+
+A parse-failure rate above the judge's ``max_parse_failure_rate`` (default 0.5) prints a loud
+warning; the stage fails only when the config sets ``max_parse_failure_rate`` itself, so recipes on
+models too small to keep a verdict format still run.
 """
 
 from __future__ import annotations
@@ -80,11 +84,15 @@ def judge(st: Stage, cfg: JudgeStageConfig, *, candidates: Path, policy: Path | 
           base: Path | None = None) -> dict:
     from selfalign.data.io import read_records, write_jsonl
     from selfalign.judges import build_judge
+    from selfalign.judges.base import check_parse_failures
 
     j = build_judge(resolve_roles(cfg.judge, policy, base))
     records = read_records(candidates)
     scored = j.score_records(records)
-    write_jsonl(st.output("data", "data.jsonl"), scored)
     s = j.stats()
+    warning = check_parse_failures(j.cfg, s, fail="max_parse_failure_rate" in cfg.judge)
+    if warning:
+        console.print(f"[bold red]warning: {st.tag}: {warning}[/]")
+    write_jsonl(st.output("data", "data.jsonl"), scored)
     console.print(stats_table({k: v for k, v in s.items() if k != "judge"}, f"judge: {s.get('judge')}"))
     return judge_summary(records, scored, s)

@@ -64,19 +64,19 @@ def meta_pairs(cfg: PairStageConfig, records: list[dict], n_main: int, policy: P
 
 @stage("pair", PairStageConfig)
 def pair(st: Stage, cfg: PairStageConfig, *, scored: Path, policy: Path | None = None) -> dict:
-    from selfalign.data.io import read_records, write_jsonl
-    from selfalign.preferences import build_pairs
+    from selfalign.data.io import iter_records, write_jsonl
+    from selfalign.preferences import build_pairs_located, no_pairs_message
 
-    records = read_records(scored)
-    pairs, stats = build_pairs(records, **cfg.pairs.model_dump())
+    located = list(iter_records(scored))
+    records = [rec for _, rec, _ in located]
+    pairs, stats = build_pairs_located(located, **cfg.pairs.model_dump())
     metrics: dict[str, Any] = {"rho": cfg.pairs.rho, **numeric(stats)}
     extra: list[dict] = []
     if cfg.meta_judge is not None:
         extra, mstats = meta_pairs(cfg, records, len(pairs), policy)
         metrics.update(mstats)
     if not pairs + extra:
-        raise ConfigError(f"{st.tag}: no preference pairs could be built ({stats.get('bad_samples', 0)} "
-                          "bad samples); more prompts or samples needed")
+        raise ConfigError(f"{st.tag}: {no_pairs_message(stats)}")
     write_jsonl(st.output("data", "data.jsonl"), pairs + extra)
     metrics["train_pairs"] = len(pairs) + len(extra)
     return metrics

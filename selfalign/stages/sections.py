@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from selfalign.config import StrictModel, format_validation_error, per_iteration
 from selfalign.errors import ConfigError
@@ -89,13 +89,21 @@ def derive_section(schema: type[BaseModel], name: str, *, recipe_sets: dict[str,
         else:
             fields[fname] = (info.annotation, info)
     fields.update(extra or {})
+    validators = {"_non_empty_lists": field_validator(*per_iteration)(_non_empty)} if per_iteration else {}
     cls = create_model(name, __base__=Section, __doc__=doc or f"Recipe section over {schema.__name__}.",
-                       **fields)
+                       __validators__=validators, **fields)
     cls.base_schema = schema
     cls.recipe_sets = recipe_sets
     cls.per_iteration_keys = tuple(per_iteration)
     cls.extra_keys = tuple(extra or {})
     return cls
+
+
+def _non_empty(value: Any) -> Any:
+    """A per-iteration list needs at least one value (``beta: []`` would leave iterations without one)."""
+    if isinstance(value, list) and not value:
+        raise ValueError("an empty per-iteration list; give one value, or one value per iteration")
+    return value
 
 
 def check_recipe_keys(model: type[BaseModel], data: dict, lines: dict[str, int], source: str,

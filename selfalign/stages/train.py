@@ -5,7 +5,9 @@ PPO: the reward-model folder its ``reward_model`` sources score with). Output: `
 (``<stage>/model``; checkpoints go to ``<stage>/checkpoints``). The stage config is the trainer's
 resolved config without the keys the stage fills in itself (:data:`STAGE_SETS`), so the manifest
 shows every setting that trained the model (e.g. this iteration's ``beta``) and a changed setting
-re-runs the stage. A killed stage resumes from its last checkpoint.
+re-runs the stage. A killed stage resumes from its last checkpoint; checkpoints in the stage
+directory written with other settings (see :mod:`selfalign.train.outdir`) are deleted first, so a
+stage re-run with a changed config starts fresh instead of being refused or resuming stale weights.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from selfalign.config import StrictModel
 from selfalign.pipeline import Stage
@@ -26,7 +28,12 @@ STAGE_SETS: dict[str, str] = {
     "output_dir": "the stage directory",
     "metrics_file": "the run's metrics.jsonl",
     "resume": "a stage always resumes its own unfinished training",
+    "overwrite": "the stage directory belongs to the stage: checkpoints of other settings are cleared",
 }
+
+
+# trainer options that change how a run is observed or scheduled, never what it computes
+RUNTIME_KEYS = ("report_to", "num_threads")
 
 
 class TrainStageConfig(StrictModel):
@@ -34,6 +41,9 @@ class TrainStageConfig(StrictModel):
 
     trainer: str
     options: dict[str, Any]
+    runtime: dict[str, Any] = Field(default_factory=dict, exclude=True, description=(
+        "options that cannot change the result (RUNTIME_KEYS): passed to the trainer, left out of the "
+        "stage's cache key, so e.g. a different thread count never re-runs a finished stage"))
 
     @model_validator(mode="after")
     def _valid(self) -> TrainStageConfig:
@@ -43,7 +53,9 @@ class TrainStageConfig(StrictModel):
     @classmethod
     def of(cls, trainer: str, config: BaseModel) -> TrainStageConfig:
         """From a validated trainer config: every option, defaults included, minus STAGE_SETS."""
-        return cls(trainer=trainer, options=config.model_dump(mode="json", exclude=set(STAGE_SETS)))
+        opts = config.model_dump(mode="json", exclude=set(STAGE_SETS))
+        runtime = {k: opts.pop(k) for k in RUNTIME_KEYS if k in opts}
+        return cls(trainer=trainer, options=opts, runtime=runtime)
 
     def trainer_config(self, model: Path, data: Path, out: Path, reward_model: Path | None = None) -> Any:
         """The trainer's config; with ``reward_model`` (PPO), every ``rewards`` entry of type
@@ -56,16 +68,23 @@ class TrainStageConfig(StrictModel):
         if reward_model is not None:
             options["rewards"] = [{**r, "model": str(reward_model)} if r.get("type") == "reward_model" else r
                                   for r in options.get("rewards") or []]
-        return validate_as(config_cls, "train", {**options, "model": str(model), "train_file": str(data),
+        return validate_as(config_cls, "train", {**options, **self.runtime, "model": str(model), "train_file": str(data),
                                                  "output_dir": str(out), "resume": True})
 
 
 @stage("train", TrainStageConfig)
 def train(st: Stage, cfg: TrainStageConfig, *, model: Path, data: Path, reward_model: Path | None = None) -> dict:
+    from selfalign.train.outdir import drop_stale_checkpoints
     from selfalign.train.registry import get_trainer
+    from selfalign.utils.progress import console
+    from selfalign.utils.threads import torch_threads
 
     st.output("model", "model")  # the trainer writes st.dir/model and st.dir/checkpoints
     tcfg = cfg.trainer_config(model, data, st.dir, reward_model)
+    stale = drop_stale_checkpoints(tcfg) if hasattr(tcfg, "train_file") else []
+    if stale:
+        console.print(f"[yellow]{st.tag}[/]: deleted {len(stale)} checkpoint(s) written with other settings")
     _, fn = get_trainer(cfg.trainer)
-    final = fn(tcfg, metrics=st.logger(echo_every=0))
+    with torch_threads(getattr(tcfg, "num_threads", None)):  # restored for the stages after this one
+        final = fn(tcfg, metrics=st.logger(echo_every=0))
     return numeric({k: v for k, v in (final or {}).items() if v is not None})

@@ -6,12 +6,19 @@ Layout of ``output_dir/checkpoints/step-00000012/``::
     optimizer.pt          optimizer state dict     (torch.save; read back with weights_only=True)
     scheduler.pt          LR scheduler state dict  (same)
     rng.safetensors       torch CPU (and CUDA) generator states
-    state.json            step, epoch, batches consumed in the epoch, python/numpy RNG states, extras
+    state.json            step, epoch, batches consumed in the epoch, python/numpy RNG states, extras,
+                          and the run identity: ``run_id``, ``config_hash``, ``settings``
+    model/                the model as an HF folder (``AutoModelForCausalLM.from_pretrained`` /
+                          ``AutoModelForSequenceClassification``), or a peft adapter folder with LoRA
+                          (``PeftModel.from_pretrained``); with the tokenizer when the state carries one
 
 A checkpoint is written into a hidden temporary folder and renamed when complete
 (:func:`selfalign.data.io.atomic_output`), so a crash while saving leaves either the previous
 checkpoints or a stray ``.tmp-*`` folder (ignored and cleaned up), never a half-written
-``step-*``. Only the newest ``keep`` checkpoints are kept.
+``step-*``. Only the newest ``keep`` checkpoints *of the same run* (``run_id``) are kept: rotation
+never deletes another run's checkpoints, nor this run's newer ones. ``config_hash`` is the hash of
+the settings that determine training (:mod:`selfalign.train.outdir`); resuming refuses a
+checkpoint whose hash differs.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import json
 import random
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,15 @@ class TrainState:
     batches_in_epoch: int = 0
     tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""  # identity of the run that wrote it ("" = unknown, an older selfalign)
+    config_hash: str = ""  # hash of the training settings (see selfalign.train.outdir)
+    settings: dict[str, Any] = field(default_factory=dict)  # those settings, to name what changed
+    tokenizer: Any = field(default=None, repr=False, compare=False)  # not saved: goes into model/
+
+    def to_json(self) -> dict[str, Any]:
+        """The saved fields (everything but the tokenizer)."""
+        return {k: getattr(self, k) for k in ("step", "epoch", "batches_in_epoch", "tokens", "extra", "run_id",
+                                              "config_hash", "settings")}
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -100,13 +116,32 @@ def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step (any run), or None."""
     found = list_checkpoints(root)
     return found[-1][1] if found else None
 
 
+def read_state(path: str | Path) -> dict[str, Any]:
+    """The ``state.json`` of checkpoint ``path`` without its RNG states ({} if unreadable)."""
+    try:
+        data = json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    data.pop("rng", None)
+    return data if isinstance(data, dict) else {}
+
+
+def _rotate(root: Path, run_id: str, keep: int) -> None:
+    """Delete the older checkpoints of run ``run_id`` beyond the newest ``keep`` (other runs untouched)."""
+    mine = [p for _, p in list_checkpoints(root) if read_state(p).get("run_id", "") == run_id]
+    for old in mine[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def save_checkpoint(root: str | Path, model: torch.nn.Module, optimizer, scheduler, state: TrainState,
                     keep: int = 2) -> Path:
-    """Write a checkpoint for ``state.step`` atomically and prune old ones; returns its folder."""
+    """Write a checkpoint for ``state.step`` atomically, with its ``model/`` folder, and delete this
+    run's older checkpoints beyond the newest ``keep``; returns its folder."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:08d}"
@@ -117,23 +152,48 @@ def save_checkpoint(root: str | Path, model: torch.nn.Module, optimizer, schedul
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         js, tensors = rng_state()
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "rng.safetensors"))
-        (tmp / "state.json").write_text(json.dumps({**asdict(state), "rng": js}), encoding="utf-8")
-    for _, old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        export_model(model, state.tokenizer, tmp / "model")
+        (tmp / "state.json").write_text(json.dumps({**state.to_json(), "rng": js}), encoding="utf-8")
+    _rotate(root, state.run_id, keep)
     for stray in root.glob(".tmp-step-*"):  # left by a crash during an earlier save
         shutil.rmtree(stray, ignore_errors=True)
     return final
 
 
-def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, scheduler) -> TrainState:
-    """Restore weights, optimizer, scheduler and RNG states from ``path``; returns the train state."""
+def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer, scheduler, tokenizer=None) -> TrainState:
+    """Restore weights, optimizer, scheduler and RNG states from ``path``; returns the train state
+    (carrying ``tokenizer`` for the ``model/`` folders of later checkpoints)."""
     path = Path(path)
     load_trainable_state(model, load_file(str(path / "weights.safetensors")))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     data = json.loads((path / "state.json").read_text(encoding="utf-8"))
     set_rng_state(data.pop("rng"), load_file(str(path / "rng.safetensors")))
-    return TrainState(**data)
+    return TrainState(**data, tokenizer=tokenizer)
+
+
+def _exportable(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The HF model inside what a trainer checkpoints (a causal LM, a reward model's ``hf``, PPO's
+    ``actor``), or None for a module that is not an HF model."""
+    for attr in ("actor", "hf"):
+        inner = getattr(model, attr, None)
+        if isinstance(inner, torch.nn.Module):
+            model = inner
+            break
+    return model if callable(getattr(model, "save_pretrained", None)) else None
+
+
+def export_model(model: torch.nn.Module, tokenizer, path: Path) -> Path | None:
+    """Write the model of a checkpoint as an HF folder at ``path`` (LoRA: the adapter folder, not
+    merged, so training continues untouched); nothing for a module that is not an HF model."""
+    inner = _exportable(model)
+    if inner is None:
+        return None
+    _forget_gguf_origin(inner)
+    inner.save_pretrained(path, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+    return path
 
 
 def save_model_folder(model: torch.nn.Module, tokenizer, path: str | Path, adapter_only: bool = False) -> Path:

@@ -42,7 +42,8 @@ class TrainConfig(StrictModel):
     prompt_key: str | None = Field(None, description="Key of the prompt if not prompt/instruction/question.")
     output_dir: str = Field(..., description="Where the model (output_dir/model), checkpoints "
                             "(output_dir/checkpoints) and metrics.jsonl go.")
-    metrics_file: str | None = Field(None, description="Default: output_dir/metrics.jsonl.")
+    metrics_file: str | None = Field(None, description="Default: output_dir/metrics.jsonl (cleared by overwrite); "
+                                     "a file given here is only appended to (it may be shared).")
     trust_remote_code: bool = False
     # optimisation
     learning_rate: float = Field(1e-5, gt=0)
@@ -82,14 +83,36 @@ class TrainConfig(StrictModel):
     seed: int = 42
     logging_steps: int = Field(1, ge=1)
     eval_steps: int = Field(0, ge=0, description="Validate every N steps (0 = only at the end).")
-    save_steps: int = Field(0, ge=0, description="Checkpoint every N steps (0 = no checkpoints).")
-    save_total_limit: int = Field(2, ge=1, description="Keep the last K checkpoints.")
-    resume: bool = Field(False, description="Continue from the last checkpoint in output_dir/checkpoints.")
+    save_steps: int = Field(50, ge=0, description="Checkpoint every N steps and at the end (0 = no "
+                            "checkpoints); each is resumable and holds a model/ (LoRA: adapter) folder.")
+    save_total_limit: int = Field(2, ge=1, description="Keep the last K checkpoints of this run.")
+    resume: bool = Field(False, description="Continue from the newest checkpoint in output_dir/checkpoints "
+                         "written with the same settings (refused when they differ).")
+    overwrite: bool = Field(False, description="Delete an earlier run's outputs in output_dir first (checkpoints, "
+                            "model, metrics.jsonl, ...); without resume or overwrite such a folder is refused.")
+    report_to: list[Literal["tensorboard", "wandb", "trackio", "none"]] = Field(
+        default_factory=lambda: ["none"], description="Experiment trackers (via accelerate) that receive every "
+        "logged scalar, as metrics.jsonl does; logs under output_dir/trackers.")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads of torch while training "
+                                    "(torch.set_num_threads; a recipe stage restores the previous count "
+                                    "after it); null = leave unchanged.")
 
     @field_validator("max_grad_norm")
     @classmethod
     def _no_clip(cls, v: float | None) -> float | None:
         return None if v is not None and v <= 0 else v
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("report_to")
+    @classmethod
+    def _none_alone(cls, v: list[str]) -> list[str]:
+        if "none" in v and len(v) > 1:
+            raise ValueError("'none' cannot be combined with trackers")
+        return list(dict.fromkeys(v)) or ["none"]
 
 
 class SFTConfig(TrainConfig):

@@ -170,10 +170,12 @@ def train_dpo(cfg: DPOConfig, metrics: MetricsLogger | None = None) -> dict[str,
 
     With ``cfg.resume`` a run continues from the newest checkpoint in ``output_dir/checkpoints``.
     """
-    from selfalign.models.load import load_causal_lm
+    from selfalign.models.load import load_causal_lm, resolve_model
     from selfalign.models.lora import adapters_disabled
 
     need_margin = losses.get_dpo_loss(cfg.loss_type).needs_judge
+    if cfg.ref_model is not None:  # a missing reference fails before anything is created
+        resolve_model(cfg.ref_model)
     start = start_training(cfg, "dpo", metrics, load_pair_examples(cfg, need_margin=need_margin))
     accelerator, datasets, pad_id = start.accelerator, start.datasets, start.pad_id
     model = load_causal_lm(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
@@ -222,5 +224,5 @@ def train_dpo(cfg: DPOConfig, metrics: MetricsLogger | None = None) -> dict[str,
 
     objective = DPOObjective(cfg, pad_id, reference)
     final, model = train_loop(cfg, model, objective, datasets.train, datasets.eval, accelerator, start.metrics,
-                              "dpo")
+                              "dpo", start=start)
     return finish(cfg, model, start.tokenizer, final, start.counts, accelerator)

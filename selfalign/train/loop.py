@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +30,26 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from selfalign.data.io import write_text_atomic
 from selfalign.errors import DataError
 from selfalign.train import checkpoint as ckpt
 from selfalign.train.config import TrainConfig
 from selfalign.train.data import batch_plan, micro_batches
+from selfalign.train.start import (
+    TrainingStart,
+    finish,
+    load_pair_examples,
+    make_accelerator,
+    open_metrics,
+    report_data,
+    start_training,
+)
 from selfalign.utils.metrics import MetricsLogger
 from selfalign.utils.progress import Bar, console
+
+# the trainer plumbing lives in selfalign.train.start; these names stay importable from here
+__all__ = ["Objective", "TrainingStart", "disable_dropout", "evaluate", "finish", "load_pair_examples",
+           "make_accelerator", "make_optimizer", "make_scheduler", "open_metrics", "param_groups",
+           "prepare_for_training", "report_data", "start_training", "train_loop"]
 
 
 class Objective(Protocol):
@@ -55,17 +67,6 @@ class Objective(Protocol):
 
 
 # -------------------------------------------------------------------------------------------- setup
-def make_accelerator(cfg: TrainConfig):
-    """An ``Accelerator`` for ``cfg`` (in a single process, earlier settings are forgotten first,
-    so one Python process can run several trainings with different precisions)."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)
-
-
 def disable_dropout(model: torch.nn.Module) -> None:
     """Set every dropout probability in ``model`` to 0 (modules and attention-dropout attributes)."""
     for m in model.modules():
@@ -189,6 +190,7 @@ class _Run:
     total: int
     ckpt_root: Path
     loud: bool | None  # echo for eval / final log lines; None when the logger stays quiet
+    start: TrainingStart | None = None  # run identity, checkpoint to resume, tokenizer
 
     def plan(self, epoch: int) -> list[list[int]]:
         """The global batches of ``epoch`` (seeded, optionally length-grouped)."""
@@ -197,7 +199,7 @@ class _Run:
 
 
 def _setup_run(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, train: list, evals: list,
-               accelerator, metrics: MetricsLogger) -> _Run:
+               accelerator, metrics: MetricsLogger, start: TrainingStart | None = None) -> _Run:
     """Step counts, optimizer, LR schedule and the accelerator-prepared model for :func:`train_loop`."""
     world = accelerator.num_processes
     global_batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * world
@@ -216,19 +218,26 @@ def _setup_run(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
     trainable = [p for p in model.parameters() if p.requires_grad]
     return _Run(cfg, model, objective, train, evals, accelerator, metrics, optimizer, scheduler, trainable,
                 lengths, global_batch, drop_last, steps_per_epoch, total, Path(cfg.output_dir) / "checkpoints",
-                loud=True if metrics.echo_every else None)  # a logger made with echo_every=0 stays quiet
+                loud=True if metrics.echo_every else None,  # a logger made with echo_every=0 stays quiet
+                start=start)
 
 
 def _resume(run: _Run, stage: str) -> ckpt.TrainState:
-    """The newest checkpoint's state (model, optimizer and schedule restored) when ``cfg.resume``,
-    else a fresh state."""
-    state = ckpt.TrainState()
-    if run.cfg.resume:
-        found = ckpt.latest_checkpoint(run.ckpt_root)
-        if found is not None:
-            state = ckpt.load_checkpoint(found, run.accelerator.unwrap_model(run.model), run.optimizer,
-                                         run.scheduler)
-            console.print(f"[green]resuming[/] {stage} from {found} (step {state.step}/{run.total})")
+    """The state of the checkpoint :func:`~selfalign.train.outdir.plan_run` chose to resume (model,
+    optimizer and schedule restored), else a fresh state carrying the run identity. Without a
+    :class:`TrainingStart` (a loop driven by hand) the newest checkpoint is resumed when ``cfg.resume``."""
+    tok = run.start.tokenizer if run.start is not None else None
+    if run.start is not None and run.start.run is not None:
+        found = run.start.run.resume_from
+        fresh = run.start.run.new_state(tok)
+    else:
+        found = ckpt.latest_checkpoint(run.ckpt_root) if run.cfg.resume else None
+        fresh = ckpt.TrainState(tokenizer=tok)
+    if found is None:
+        return fresh
+    state = ckpt.load_checkpoint(found, run.accelerator.unwrap_model(run.model), run.optimizer, run.scheduler,
+                                 tokenizer=tok)
+    console.print(f"[green]resuming[/] {stage} from {found} (step {state.step}/{run.total})")
     return state
 
 
@@ -349,12 +358,14 @@ def _final_metrics(run: _Run, state: ckpt.TrainState, last: dict[str, float], el
 
 
 def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, train: list, evals: list,
-               accelerator, metrics: MetricsLogger, stage: str) -> tuple[dict[str, float], torch.nn.Module]:
+               accelerator, metrics: MetricsLogger, stage: str, start: TrainingStart | None = None
+               ) -> tuple[dict[str, float], torch.nn.Module]:
     """Train ``model`` on ``train`` and return ``(final metrics, unwrapped model)``.
 
-    Resumes from the newest checkpoint in ``output_dir/checkpoints`` when ``cfg.resume``.
+    With ``start`` (from :func:`start_training`), resumes the checkpoint it chose (``cfg.resume``)
+    and writes checkpoints with its run identity and tokenizer.
     """
-    run = _setup_run(cfg, model, objective, train, evals, accelerator, metrics)
+    run = _setup_run(cfg, model, objective, train, evals, accelerator, metrics, start)
     state = _resume(run, stage)
     last: dict[str, float] = dict(state.extra.get("last_metrics", {}))
     window = _Window(time.perf_counter())
@@ -377,93 +388,3 @@ def train_loop(cfg: TrainConfig, model: torch.nn.Module, objective: Objective, t
 
     final = _final_metrics(run, state, last, time.perf_counter() - t_start, tokens_start)
     return final, accelerator.unwrap_model(run.model)
-
-
-# ------------------------------------------------------------------------------- trainer plumbing
-@dataclass
-class TrainingStart:
-    """What every trainer sets up before its model: see :func:`start_training`."""
-
-    accelerator: Any
-    tokenizer: Any
-    datasets: Any
-    metrics: MetricsLogger
-    counts: dict[str, int]
-
-    @property
-    def pad_id(self) -> int:
-        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-
-
-def start_training(cfg: TrainConfig, stage: str, metrics: MetricsLogger | None,
-                   load_examples: Callable[[str, Any], list]) -> TrainingStart:
-    """Accelerator, seed, output folder, tokenizer, datasets (``load_examples(path, tokenizer)``),
-    the metrics logger, and the data report logged at step 0 — shared by the SFT, RM and DPO trainers."""
-    from accelerate.utils import set_seed
-
-    from selfalign.models.load import load_tokenizer
-    from selfalign.train.data import load_datasets
-
-    accelerator = make_accelerator(cfg)
-    set_seed(cfg.seed)
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    tok = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    datasets = load_datasets(cfg, lambda path: load_examples(path, tok))
-    metrics = open_metrics(cfg, stage, metrics)
-    counts = report_data(datasets, metrics, accelerator)
-    return TrainingStart(accelerator, tok, datasets, metrics, counts)
-
-
-def load_pair_examples(cfg: Any, need_margin: bool) -> Callable[[str, Any], list]:
-    """``load_examples`` for preference-pair trainers (RM, DPO) from the config's data keys."""
-    from selfalign.train.data import load_pairs
-
-    return lambda path, tok: load_pairs(
-        path, tok, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length, truncation=cfg.truncation,
-        prompt_key=cfg.prompt_key, chosen_key=cfg.chosen_key, rejected_key=cfg.rejected_key,
-        need_margin=need_margin, chat_template=cfg.chat_template)
-
-
-def open_metrics(cfg: TrainConfig, stage: str, metrics: MetricsLogger | None) -> MetricsLogger:
-    """The caller's logger, or one writing ``cfg.metrics_file`` (default ``output_dir/metrics.jsonl``)."""
-    if metrics is not None:
-        return metrics
-    return MetricsLogger(cfg.metrics_file or Path(cfg.output_dir) / "metrics.jsonl", stage=stage,
-                         echo_every=max(10, cfg.logging_steps))
-
-
-def report_data(datasets, metrics: MetricsLogger, accelerator) -> dict[str, int]:
-    """Log what happened to the records (skipped, truncated, dropped) at step 0; returns the counts."""
-    counts: dict[str, int] = {}
-    for name, st in datasets.stats.items():
-        counts.update(st.as_metrics(name))
-        notes = [f"{st.used}/{st.read} used"]
-        if st.identical_pairs:
-            notes.append(f"{st.identical_pairs} skipped (chosen == rejected)")
-        if st.truncated:
-            notes.append(f"{st.truncated} truncated")
-        if st.dropped_too_long:
-            notes.append(f"{st.dropped_too_long} dropped (too long)")
-        if accelerator.is_main_process:
-            console.print(f"[dim]{metrics.stage}[/] {name} data: " + ", ".join(notes))
-    counts["train_examples"] = len(datasets.train)
-    counts["eval_examples"] = len(datasets.eval)
-    if accelerator.is_main_process:
-        metrics.log(0, echo=False, **counts)
-    return counts
-
-
-def finish(cfg: TrainConfig, model: torch.nn.Module, tokenizer, final: dict[str, float],
-           counts: dict[str, int], accelerator) -> dict[str, Any]:
-    """Save the final model to ``output_dir/model`` and a ``train_summary.json``; return the summary."""
-    import json
-
-    out = Path(cfg.output_dir) / "model"
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        ckpt.save_model_folder(model, tokenizer, out, adapter_only=cfg.save_adapter_only and cfg.lora is not None)
-    summary: dict[str, Any] = {**final, **counts, "model_path": str(out)}
-    if accelerator.is_main_process:
-        write_text_atomic(Path(cfg.output_dir) / "train_summary.json", json.dumps(summary, indent=2))
-    accelerator.wait_for_everyone()
-    return summary

@@ -194,7 +194,7 @@ class PPOTrainer:
             self.copt = make_optimizer(critic, ccfg)
             self.csched = make_scheduler(self.copt, cfg.lr_scheduler, warmup, updates)
         self.kl_coef = cfg.kl_coef
-        self.state = ckpt.TrainState()
+        self.state = start.run.new_state(start.tokenizer)  # this run's identity (selfalign.train.outdir)
         self.root = Path(cfg.output_dir) / "checkpoints"
 
     # -------------------------------------------------------------------------------- checkpoints
@@ -207,11 +207,11 @@ class PPOTrainer:
         ckpt.save_checkpoint(self.root, self.modules, opts, scheds, self.state, keep=self.cfg.save_total_limit)
 
     def maybe_resume(self) -> None:
-        found = ckpt.latest_checkpoint(self.root) if self.cfg.resume else None
+        found = self.start.run.resume_from  # chosen (or refused) by start_training from cfg.resume
         if found is None:
             return
         opts, scheds = self._groups()
-        self.state = ckpt.load_checkpoint(found, self.modules, opts, scheds)
+        self.state = ckpt.load_checkpoint(found, self.modules, opts, scheds, tokenizer=self.start.tokenizer)
         self.kl_coef = float(self.state.extra.get("kl_coef", self.cfg.kl_coef))
         console.print(f"[green]resuming[/] ppo from {found} (step {self.state.step}/{self.total})")
 

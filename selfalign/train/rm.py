@@ -73,5 +73,5 @@ def train_rm(cfg: RMConfig, metrics: MetricsLogger | None = None) -> dict[str, A
     rm.hf = prepare_for_training(rm.hf, cfg, "seq_cls")
     rm.to(accelerator.device)
     final, rm = train_loop(cfg, rm, RMObjective(cfg, start.pad_id), start.datasets.train, start.datasets.eval,
-                           accelerator, start.metrics, "rm")
+                           accelerator, start.metrics, "rm", start=start)
     return finish(cfg, rm, tok, final, start.counts, accelerator)

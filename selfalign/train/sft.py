@@ -64,5 +64,5 @@ def train_sft(cfg: SFTConfig, metrics: MetricsLogger | None = None) -> dict[str,
     model = prepare_for_training(model, cfg, "causal_lm")
     model.to(start.accelerator.device)
     final, model = train_loop(cfg, model, SFTObjective(start.pad_id), datasets.train, datasets.eval,
-                              start.accelerator, start.metrics, "sft")
+                              start.accelerator, start.metrics, "sft", start=start)
     return finish(cfg, model, start.tokenizer, final, counts, start.accelerator)
