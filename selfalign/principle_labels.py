@@ -276,7 +276,7 @@ def label_example(rec: dict, variances: dict[str, float], rng: random.Random, cf
     preferred = "a" if (winner == 0) != swapped else "b"
     return {
         "id": f"{rec['id']}#p{pass_index}",
-        "source_id": rec["id"],
+        "source_id": str(rec["id"]),
         "instruction": instruction,
         "response_a": a,
         "response_b": b,

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from selfalign.data.chat import render_continuation
-from selfalign.judges.templates import prompt_text
+from selfalign.principle_labels import instruction_of
 from selfalign.principles import (
     Principle,
     load_principles,
@@ -86,7 +86,7 @@ class RLReviewer:
 
     def items(self, records: Sequence[dict], texts: Sequence[str]) -> list[tuple[str, str]]:
         """``(prefix, response + suffix)`` per response, for ``RewardModel.score(chat_template=False)``."""
-        return [reviewer_parts(self.tokenizer, prompt_text(r["prompt"]), t, self.definitions(r),
+        return [reviewer_parts(self.tokenizer, instruction_of(r), t, self.definitions(r),
                                self.cfg.template) for r, t in zip(records, texts, strict=True)]
 
 
@@ -99,8 +99,9 @@ def rm_checks(rm: Any, examples: Sequence[dict], principles: Sequence[Principle]
     * ``rm_negation_flip_rate`` — over examples decided by a principle P: with P alone as the only
       bullet, d = r(a) − r(b); with P's negative definition alone, d'; the rate of sign(d) ≠ sign(d').
       ``rm_negation_follow_rate``: the share where the preference under P in the form the example was
-      labelled with (negated or not) agrees with its label *and* flips under the other form (the
-      property the RM is trained for).
+      labelled with (negated or not) agrees with P's verdict (the label before label noise) *and* flips
+      under the other form (the property the RM is trained for). Only examples decided by a principle
+      (not by a rule) that has a negative definition take part.
     """
     by_name = {p.name: p for p in principles}
     tok = rm.tokenizer
@@ -108,7 +109,8 @@ def rm_checks(rm: Any, examples: Sequence[dict], principles: Sequence[Principle]
     for ex in examples:
         defs = example_definitions(ex, by_name)
         items += [reviewer_parts(tok, ex["instruction"], ex[f"response_{s}"], defs, template) for s in "ab"]
-    decided = [ex for ex in examples if ex.get("label_principle") in by_name]
+    decided = [ex for ex in examples if ex.get("label_source") == "principle"
+               and ex.get("label_principle") in by_name and by_name[ex["label_principle"]].negative_definition]
     for ex in decided:
         p = by_name[ex["label_principle"]]
         for negated in (False, True):
@@ -117,6 +119,8 @@ def rm_checks(rm: Any, examples: Sequence[dict], principles: Sequence[Principle]
     r = rm.score(items, batch_size=batch_size, max_length=max_length, chat_template=False)
     n = len(examples)
     correct = sum((r[2 * i] > r[2 * i + 1]) == (ex["preferred"] == "a") for i, ex in enumerate(examples))
+    # the principle's own verdict is the label before label noise flipped it
+    said_a = {id(ex): (ex["preferred"] == "a") != bool(ex.get("noise_flipped")) for ex in decided}
     flips = follows = 0
     base = 2 * n
     for k, ex in enumerate(decided):
@@ -124,7 +128,7 @@ def rm_checks(rm: Any, examples: Sequence[dict], principles: Sequence[Principle]
         flipped = (pa > pb) != (na > nb)
         flips += flipped
         as_labelled = next(q["negated"] for q in ex["principles"] if q["name"] == ex["label_principle"])
-        follows += flipped and (((na > nb) if as_labelled else (pa > pb)) == (ex["preferred"] == "a"))
+        follows += flipped and (((na > nb) if as_labelled else (pa > pb)) == said_a[id(ex)])
     m = len(decided)
     return {"rm_heldout_examples": n, "rm_heldout_acc": correct / n if n else float("nan"),
             "rm_negation_examples": m, "rm_negation_flip_rate": flips / m if m else float("nan"),

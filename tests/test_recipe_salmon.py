@@ -115,3 +115,25 @@ def test_salmon_killed_at_random_points_resumes_to_identical_data_and_weights(tm
     kills = check_kill_and_resume(lambda root: ["run", str(cfg), f"output_root={root}"], tmp_path / "ref",
                                   tmp_path / "killed", "e2e", kills=3, seed=1, driver=driver)
     assert kills
+
+
+def test_salmon_checks_what_the_principle_lists_must_offer(tmp_path, tiny_model):
+    """Checked before any work: negative definitions when principles are negated, enough weighted RL
+    principles, one reviewer template for the RM's training and PPO."""
+    from selfalign.errors import ConfigError
+    from selfalign.recipes import salmon
+
+    cfg = _config(tmp_path, tiny_model)
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("principles:\n  - name: Brief\n    definition: The output is brief.\n")
+    for overrides, message in [
+        ([f"judge.principles={bare}"], "Brief has no negative_definition"),
+        (["ppo.reviewer.num_sampled=20"], "ppo.reviewer.num_sampled: 20 > the 14 principles"),
+        (["ppo.reviewer.num_sampled=0", "ppo.reviewer.intervention=null"], "no guideline would be shown"),
+        (["ppo.reviewer.template=pairwise_principle"], "ppo.reviewer.template"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            salmon.main(str(cfg), overrides)
+    salmon.check_config(salmon.load_recipe_config(salmon.SalmonConfig, str(cfg),
+                                                  [f"judge.principles={bare}", "aggregate.negate_prob=0"]), "x")
+    assert not (tmp_path / "runs").exists()

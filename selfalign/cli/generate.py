@@ -50,4 +50,4 @@ def generate(args: list[str] = _ARGS):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
+    app.command("generate", epilog="Keys with types, defaults and descriptions: selfalign config show generate")(generate)

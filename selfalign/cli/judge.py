@@ -105,4 +105,4 @@ def judge(args: list[str] = _ARGS):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("judge")(judge)
+    app.command("judge", epilog="Keys with types, defaults and descriptions: selfalign config show judge TYPE")(judge)

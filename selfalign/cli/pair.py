@@ -56,4 +56,4 @@ def pair(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("pair")(pair)
+    app.command("pair", epilog="Keys with types, defaults and descriptions: selfalign config show pair")(pair)

@@ -38,6 +38,10 @@ class _TrainerCommand(TyperCommand):
             extra = trainer_help_extra(self.name)
             if extra:
                 self.help = f"{self.help}\n\n{extra}"
+            from selfalign.cli.config import keys_epilog
+            from selfalign.train.registry import get_trainer
+
+            self.epilog = keys_epilog(get_trainer(self.name)[0], f"train {self.name}")
         return super().format_help(ctx, formatter)
 
 

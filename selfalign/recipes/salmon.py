@@ -65,7 +65,9 @@ AggregateSection = derive_section(
 RMSection = derive_section(
     RMConfig, "SalmonRMSection", defaults={"max_length": 640, "save_steps": 10},
     recipe_sets={**STAGE_SETS, **RUN_SETS,
-                 "chat_template": "false: the reviewer prompt is already rendered (see docs/recipes/salmon.md)"})
+                 "chat_template": "false: the reviewer prompt is already rendered (see docs/recipes/salmon.md)",
+                 "validation_split": "0: the RM is measured on held-out *prompts* by rm_check (a random split "
+                                     "would put passes of one prompt on both sides)"})
 PPOSection = derive_section(
     PPOConfig, "SalmonPPOSection",
     defaults={"kl_coef": 0.01, "kl_estimator": "salmon", "gamma": 1.0, "lam": 1.0, "cliprange": 0.2,
@@ -133,8 +135,8 @@ def stage_configs(cfg: SalmonConfig, source: str = "") -> Stages:
                              **placeholders)
     check = cfg.rm_check.at(0, "rm_check", source, principles=judge.principles, template=agg.template,
                             max_length=rm.max_length, dtype=cfg.dtype)
-    rewards = [{"type": "reward_model", "model": ".", "reviewer": cfg.ppo.reviewer.model_dump(),
-                "max_length": rm.max_length}]
+    reviewer = {**cfg.ppo.reviewer.model_dump(), "template": agg.template, "seed": cfg.seed}
+    rewards = [{"type": "reward_model", "model": ".", "reviewer": reviewer, "max_length": rm.max_length}]
     ppo = cfg.ppo.at(0, "ppo", source, seed=cfg.seed, dtype=cfg.dtype, rewards=rewards, **placeholders)
     val0 = cfg.validation.at(0, "validation", source, seed=cfg.seed, dtype=cfg.dtype, win_rate_judge=None)
     val = cfg.validation.at(1, "validation", source, seed=cfg.seed, dtype=cfg.dtype)
@@ -163,7 +165,31 @@ def check_config(cfg: SalmonConfig, source: str = "") -> Stages:
             check()
         except (DataError, ConfigError) as e:
             raise ConfigError(f"{source}: {key}: {e}") from None
+    check_principle_use(cfg, source)
     return st
+
+
+def check_principle_use(cfg: SalmonConfig, source: str) -> None:
+    """What the lists must offer: negative definitions when principles are negated, enough RL principles
+    with a weight for ``num_sampled``, at least one guideline, one reviewer template for RM and PPO."""
+    from selfalign.errors import ConfigError
+    from selfalign.principles import load_principles
+
+    judging, rev = load_principles(cfg.judge.principles), cfg.ppo.reviewer
+    if cfg.aggregate.negate_prob > 0:
+        bare = [p.name for p in judging if not p.negative_definition.strip()]
+        if bare:
+            raise ConfigError(f"{source}: judge.principles: {', '.join(bare)} has no negative_definition, "
+                              "needed when aggregate.negate_prob > 0 (add one, or set negate_prob: 0)")
+    drawable = sum(p.weight > 0 for p in load_principles(rev.principles))
+    if rev.num_sampled > drawable:
+        raise ConfigError(f"{source}: ppo.reviewer.num_sampled: {rev.num_sampled} > the {drawable} principles "
+                          f"with a weight in {rev.principles}")
+    if rev.num_sampled == 0 and not rev.intervention:
+        raise ConfigError(f"{source}: ppo.reviewer: no guideline would be shown (num_sampled 0, no intervention)")
+    if "template" in cfg.ppo.reviewer.model_fields_set and rev.template != cfg.aggregate.template:
+        raise ConfigError(f"{source}: ppo.reviewer.template: the RM scores the template it was trained on "
+                          f"(aggregate.template = {cfg.aggregate.template!r}); set that one instead")
 
 
 # ---------------------------------------------------------------------------------------- the chain

@@ -66,7 +66,7 @@ def aggregate(st: Stage, cfg: AggregateStageConfig, *, scored: Path, model: Path
     examples, stats = aggregate_labels(records, AggregateConfig.model_validate(
         cfg.model_dump(exclude={"heldout_frac", "principles", "template"})))
     for ex in examples:
-        ex["split"] = "heldout" if ex["source_id"] in held else "train"
+        ex["split"] = "heldout" if str(ex["source_id"]) in held else "train"
     train = [ex for ex in examples if ex["split"] == "train"]
     if not train:
         raise ConfigError(f"{st.tag}: no labelled training examples ({stats.get('skipped_short', 0)} pairs with "

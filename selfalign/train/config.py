@@ -248,8 +248,15 @@ class LengthRatioBonus(StrictModel):
         return v
 
     def multiplier(self, meta: dict | None) -> float:
-        kind = str((meta or {}).get(self.kind_key) or "general")
-        return self.multipliers.get(kind, self.multipliers["general"])
+        """``m`` of the prompt's kind: ``meta[kind_key]`` when it names a multiplier, else the kind the
+        reviewer's principle sampler sees (:func:`selfalign.principles.prompt_kind`: reasoning / general),
+        so the length bonus and the principle draw never disagree about a prompt."""
+        from selfalign.principles import prompt_kind
+
+        kind = (meta or {}).get(self.kind_key)
+        if isinstance(kind, str) and kind in self.multipliers:
+            return self.multipliers[kind]
+        return self.multipliers.get(prompt_kind(meta, self.kind_key), self.multipliers["general"])
 
 
 class RolloutConfig(StrictModel):
