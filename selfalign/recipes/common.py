@@ -12,15 +12,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from selfalign.config import apply_aliases, apply_overrides, load_yaml, validate
+from selfalign.config import StrictModel, apply_aliases, apply_overrides, load_yaml, validate
 from selfalign.errors import ConfigError
 from selfalign.pipeline import Run
 from selfalign.stages.sections import check_recipe_keys
 from selfalign.utils.progress import console
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class RecipeConfig(StrictModel):
+    """The top-level keys every recipe has: where its run goes and what it starts from."""
+
+    name: str = Field(..., description="run name: the run directory is output_root/name")
+    output_root: str = "runs"
+    model: str = Field("smollm2-135m", description="the starting model M_0 (registry name, folder or hub id)")
+    seed: int = 0
+    dtype: str = "float32"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_root) / self.name
 
 
 def load_recipe_config(model: type[M], path: str, overrides: list[str],

@@ -18,15 +18,14 @@ trainer resumes from its last checkpoint, an unfinished generation keeps its fin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from selfalign.config import StrictModel
 from selfalign.judges.pairwise_principle import PairwisePrincipleJudgeConfig
 from selfalign.pipeline import Run
 from selfalign.recipes.common import (
+    RecipeConfig,
     base_model_path,
     check_files,
     finish_run,
@@ -86,13 +85,8 @@ ValidationSection = derive_section(ValidateStageConfig, "SalmonValidationSection
                                    extra={"enabled": (bool, Field(True, description="validate M_0 and the PPO policy"))})
 
 
-class SalmonConfig(StrictModel):
+class SalmonConfig(RecipeConfig):
     recipe: Literal["salmon"] = "salmon"
-    name: str
-    output_root: str = "runs"
-    model: str = "smollm2-135m"
-    seed: int = 0
-    dtype: str = "float32"
     prompts_file: str = Field(..., description="stage-1 prompts (synthetic preferences)")
     max_prompts: int | None = Field(None, ge=1, description="only the first N stage-1 prompts")
     rl_prompts_file: str | None = Field(None, description="PPO prompts (default: prompts_file); meta.kind = "
@@ -105,10 +99,6 @@ class SalmonConfig(StrictModel):
     rm_check: RMCheckSection = RMCheckSection()
     ppo: PPOSection = PPOSection()
     validation: ValidationSection = ValidationSection()
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_root) / self.name
 
 
 # ---------------------------------------------------------------------------------- stage configs

@@ -21,17 +21,16 @@ generation keeps its finished shards.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from selfalign.config import StrictModel
 from selfalign.errors import ConfigError
 from selfalign.judges.meta import MetaJudgeConfig
 from selfalign.pipeline import Run
 from selfalign.preferences import PairConfig
 from selfalign.recipes.common import (
+    RecipeConfig,
     base_model_path,
     check_files,
     finish_run,
@@ -76,13 +75,8 @@ ValidationSection = derive_section(ValidateStageConfig, "ValidationSection", rec
 MOVED = {"beta": "train.beta", "pairs.length_control": "pairs.rho (with pairs.strategy: length_control)"}
 
 
-class SelfRewardingConfig(StrictModel):
+class SelfRewardingConfig(RecipeConfig):
     recipe: Literal["self_rewarding"] = "self_rewarding"
-    name: str
-    output_root: str = "runs"
-    model: str = "smollm2-135m"
-    seed: int = 0
-    dtype: str = "float32"
     iterations: int = Field(3, ge=1)
     prompts_file: str
     heldout_file: str | None = None
@@ -104,10 +98,6 @@ class SelfRewardingConfig(StrictModel):
         if self.first_iteration_sft and not self.sft_file:
             raise ValueError("first_iteration_sft needs sft_file")
         return self
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_root) / self.name
 
 
 # ---------------------------------------------------------------------------------- stage configs
