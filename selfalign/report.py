@@ -4,8 +4,10 @@ It reads only what the stage runner leaves in a run directory: the stage manifes
 stage), ``metrics.jsonl`` (every scalar a trainer logged) and the stage outputs (scored candidates,
 preference pairs, validation answers). Sections:
 
-1. validation metrics across iterations (verifiable pass rate, self-judge score, win rate vs M_0,
-   judge agreement with the programmatic checks);
+1. validation metrics across iterations (verifiable pass rates with 95% bootstrap intervals as
+   error bars, the share of answers cut at the token limit, self-judge score, win rate vs M_0,
+   judge agreement with the programmatic checks; the table adds mean answer length and the paired
+   difference with M_0, its interval and p-values);
 2. judge score distributions per iteration;
 3. chosen / rejected judge scores and implicit rewards per iteration;
 4. loss curves of every training stage;
@@ -280,7 +282,8 @@ def _validation_plot(validation: list[dict]) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rate_keys = [k for k in ("verifiable_pass_rate", "check_pass_rate", "win_rate_vs_m0", "judge_check_correlation")
+    rate_keys = [k for k in ("verifiable_pass_rate", "loose_pass_rate", "check_pass_rate", "win_rate_vs_m0",
+                             "cut_rate", "judge_check_correlation")
                  if any(v.get(k) is not None for v in validation)]
     judge_keys = [k for k in ("self_judge_mean",) if any(v.get(k) is not None for v in validation)]
     if not rate_keys and not judge_keys:
@@ -292,14 +295,19 @@ def _validation_plot(validation: list[dict]) -> str | None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
     for ax, (keys, title) in zip(axes[0], panels):
         for k in keys:
-            pts = [(v["round"], v[k]) for v in validation if v.get(k) is not None]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=k)
-            for x, y in pts:
+            pts = [(v["round"], v[k], v.get(k + "_ci")) for v in validation if v.get(k) is not None]
+            line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=k)
+            bars = [(x, y, ci) for x, y, ci in pts if isinstance(ci, list) and len(ci) == 2]
+            if bars:  # 95% bootstrap intervals
+                ax.errorbar([b[0] for b in bars], [b[1] for b in bars], fmt="none", capsize=3,
+                            color=line.get_color(), alpha=0.6,
+                            yerr=[[max(0.0, y - ci[0]) for _, y, ci in bars], [max(0.0, ci[1] - y) for _, y, ci in bars]])
+            for x, y, _ in pts:
                 ax.annotate(f"{y:.3g}", (x, y), textcoords="offset points", xytext=(0, 5), ha="center",
                             fontsize=6)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("model M_t (t = iterations of training)")
-        ax.set_title(f"Held-out validation: {title}")
+        ax.set_title(f"Held-out validation: {title}" + (" (bars: 95% bootstrap intervals)" if keys is rate_keys else ""))
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _fig_to_uri(fig)

@@ -8,12 +8,10 @@ from selfalign.checks import (
     CHECKS,
     check_answer,
     count_bullets,
-    count_sentences,
     last_number,
     normalize_answer,
     paragraphs,
     run_checks,
-    words,
 )
 from selfalign.errors import DataError
 
@@ -21,10 +19,14 @@ from selfalign.errors import DataError
 def one(check: dict, response: str) -> bool:
     res = run_checks(response, {"checks": [check]})
     assert res.results == [(check["type"], res.passed_all)]
+    assert res.loose_results[0][0] == check["type"] and (res.passed_all <= res.passed_all_loose)
     return res.passed_all
 
 
-# (check, passing response, failing response) — one row per check type
+# (check, passing response, failing response) — one row per short-name check type (the IFEval ids
+# are tested in tests/test_checks_ifeval.py). Counts now come from the official IFEval checkers
+# where a short name is an alias: words are \w+ runs ("well-known don't" is 4 words), sentences
+# are Punkt's.
 CASES = [
     ({"type": "lowercase"}, "all quiet on the western front.", "All quiet on the western front."),
     ({"type": "uppercase"}, "STOP RIGHT THERE, 2 TIMES!", "STOP right there"),
@@ -57,7 +59,7 @@ def test_each_check_passes_and_fails(check, good, bad):
 
 
 def test_every_registered_check_is_tested():
-    assert {c[0]["type"] for c in CASES} == set(CHECKS)
+    assert {c[0]["type"] for c in CASES} == {t for t in CHECKS if ":" not in t}
 
 
 @pytest.mark.parametrize("check", [c[0] for c in CASES], ids=[c[0]["type"] for c in CASES])
@@ -66,9 +68,8 @@ def test_empty_response_fails_every_check(check):
 
 
 def test_helpers():
-    assert words("It's a well-known fact: 3 cats_dogs!") == ["It's", "a", "well-known", "fact", "3", "cats", "dogs"]
-    assert count_sentences("Hi. e.g. this! Done") == 4
-    assert count_sentences("") == 0
+    # words() / count_sentences() are gone: word and sentence counts are IFEval's now (see
+    # test_counts_follow_ifeval below)
     assert count_bullets("- a\n-b\n*  c\n--- \n") == 2
     assert paragraphs("a\n\n\n b \n  \n c\n***\nd") == ["a", "b", "c", "d"]
 
@@ -76,7 +77,46 @@ def test_helpers():
 def test_case_checks_need_letters():
     assert not one({"type": "uppercase"}, "* * *\n* 1 2 3")
     assert not one({"type": "lowercase"}, "42!")
-    assert one({"type": "lowercase"}, "ok 42!")
+    assert one({"type": "lowercase"}, "ok 42!")  # no language test (IFEval's english_lowercase: "sk")
+    assert one({"type": "lowercase"}, "yes")
+
+
+def test_counts_follow_ifeval():
+    # IFEval counts words as \w+ runs: "don't" and "well-known" are 2 words each, "3.5" too
+    assert one({"type": "max_words", "n": 4}, "well-known don't")
+    assert not one({"type": "max_words", "n": 3}, "well-known don't")
+    assert not one({"type": "max_words", "n": 2}, "It is 3.5")
+    assert one({"type": "min_words", "n": 0}, "!!!")
+    # sentences are Punkt's: "Dr." and "3.5" do not end a sentence
+    assert one({"type": "max_sentences", "n": 2}, "Dr. Smith came at 3.5 p.m. on Monday. He left!")
+    assert not one({"type": "max_sentences", "n": 1}, "Dr. Smith came at 3.5 p.m. on Monday. He left!")
+    assert one({"type": "min_sentences", "n": 3}, "Hi. Yes. Done")
+
+
+def test_loose_results_forgive_a_leading_line():
+    meta = {"checks": [{"type": "starts_with", "phrase": "Paris"}, {"type": "max_words", "n": 3},
+                       {"type": "no_commas"}], "answer": "Paris"}
+    res = run_checks("Sure, here it is:\nParis is lovely", meta)
+    assert res.results == [("starts_with", False), ("max_words", False), ("no_commas", False), ("answer", True)]
+    assert res.loose_results == [("starts_with", True), ("max_words", True), ("no_commas", True),
+                                 ("answer", True)]
+    assert not res.passed_all and res.passed_all_loose
+    assert res.fraction == 0.25 and res.fraction_loose == 1.0
+    # answer: loose = strict (dropping the last line would make 5 "the last number")
+    res = run_checks("2 + 2 = 5\nno wait, 4", {"answer": 5})
+    assert res.results == res.loose_results == [("answer", False)]
+
+
+def test_no_commas_also_rejects_the_full_width_comma():
+    assert not one({"type": "no_commas"}, "一，二")
+
+
+def test_exclude_keywords_whole_words_and_special_characters():
+    assert one({"type": "exclude_keywords", "keywords": ["cat"]}, "concatenate")  # IFEval forbidden_words
+    assert not one({"type": "exclude_keywords", "keywords": ["e.g."]}, "as in, E.G. this")  # ours
+    assert one({"type": "exclude_keywords", "keywords": ["e.g."]}, "as in eggs")  # "." is no wildcard
+    assert not one({"type": "exclude_keywords", "keywords": ["C++"]}, "I like c++ a lot")
+    assert one({"type": "exclude_keywords", "keywords": []}, "anything")
 
 
 def test_json_variants():
@@ -124,6 +164,7 @@ def test_no_checks():
     for meta in (None, {}, {"category": "x"}, {"checks": []}):
         res = run_checks("anything", meta)
         assert res.passed_all and res.results == [] and res.fraction is None
+        assert res.passed_all_loose and res.loose_results == [] and res.fraction_loose is None
 
 
 @pytest.mark.parametrize("meta,key,needle", [
@@ -135,6 +176,7 @@ def test_no_checks():
     ({"checks": [{"type": "no_commas", "n": 2}]}, "meta.checks[0]", "takes no 'n'"),
     ({"checks": {"type": "no_commas"}}, "meta.checks", "list"),
     ({"checks": ["no_commas"]}, "meta.checks[0]", "mapping"),
+    ({"checks": [{"type": ["no_commas"]}]}, "meta.checks[0].type", "unknown check type"),
     ({"answer": {"x": 1}}, "meta.answer", "number"),
 ])
 def test_bad_specs_raise_data_error(meta, key, needle):
@@ -216,7 +258,7 @@ def test_shipped_prompt_set_is_valid_and_balanced():
 
     data = _shipped()
     train, held = data["train"], data["heldout"]
-    assert len(train) >= 300 and 60 <= len(held) <= 80
+    assert len(train) >= 1000 and len(held) >= 200
     for recs in (train, held):
         for r in recs:
             assert set(r) == {"id", "prompt", "meta"} and r["prompt"].strip() and r["meta"].get("category")

@@ -1,61 +1,64 @@
-"""Is a model's held-out pass rate really different from another's? Intervals and paired tests.
+"""Is a model's held-out pass rate really different from another's? Paired comparisons.
 
-* :func:`wilson_interval` — 95% Wilson score interval of a proportion k/n:
-  centre (k + z²/2)/(n + z²), half-width z·√(k(n−k)/n + z²/4)/(n + z²)  (Wilson 1927).
-* :func:`mcnemar_exact` — two-sided exact McNemar test on paired binary outcomes: with b = prompts
-  only model A passes and c = prompts only model B passes, p = min(1, 2·P[X ≤ min(b, c)]) for
-  X ~ Binomial(b + c, ½) (McNemar 1947; the exact binomial form).
-* :func:`compare_answers` — strict (every check of a prompt passes) outcomes of two answer files
-  (e.g. two ``validate`` stages' ``data.jsonl``) on the prompts both answered: each rate with its
-  interval, the difference, the discordant counts and the McNemar p-value.
+* :func:`compare_outcomes` — two models' :class:`~selfalign.eval.verifiable.Outcome` lists paired
+  by prompt id (prompts both answered): each model's summary (rates with bootstrap intervals),
+  the paired bootstrap difference of the strict and loose rates with its interval and p-value
+  (:func:`~selfalign.eval.stats.paired_bootstrap`), the discordant counts and the exact McNemar
+  p-value of the strict outcomes (:func:`~selfalign.eval.stats.mcnemar_exact`), and ``improved``:
+  the interval of the strict difference lies above 0.
+* :func:`compare_answers` — the same from two answer files (e.g. two ``validate`` stages'
+  ``data.jsonl``).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selfalign.checks import has_checks, run_checks
+from selfalign.eval.stats import mcnemar_exact, paired_bootstrap, wilson_interval  # noqa: F401 (re-export)
+from selfalign.eval.verifiable import Outcome, outcomes, summarize
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float] | None:
-    """(low, high) Wilson score interval of k successes in n trials; None when n = 0."""
-    if n <= 0:
-        return None
-    centre = (k + z * z / 2) / (n + z * z)
-    half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
-    return max(0.0, centre - half), min(1.0, centre + half)
+def answer_outcomes(path: str | Path) -> list[Outcome]:
+    """Outcomes of the first response of each record with checks in an answer file."""
+    from selfalign.data.io import read_records
 
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value for b and c discordant pairs (1.0 when b + c = 0)."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
+    return outcomes(read_records(path))
 
 
 def strict_outcomes(path: str | Path) -> dict[str, bool]:
     """{prompt id: the first response passes every check} for records with checks."""
-    from selfalign.data.io import read_records
-
-    out = {}
-    for r in read_records(path):
-        if has_checks(r.get("meta")) and r.get("responses"):
-            out[str(r["id"])] = run_checks(r["responses"][0]["text"], r["meta"]).passed_all
-    return out
+    return {o.id: o.strict for o in answer_outcomes(path)}
 
 
-def compare_answers(a: str | Path, b: str | Path) -> dict[str, Any]:
-    """Paired strict pass rates of answer files ``a`` (new model) and ``b`` (baseline)."""
-    oa, ob = strict_outcomes(a), strict_outcomes(b)
-    ids = sorted(set(oa) & set(ob))
-    n, ka, kb = len(ids), sum(oa[i] for i in ids), sum(ob[i] for i in ids)
-    only_a = sum(oa[i] and not ob[i] for i in ids)
-    only_b = sum(ob[i] and not oa[i] for i in ids)
-    return {"n": n, "rate_a": ka / n if n else None, "ci_a": wilson_interval(ka, n),
-            "rate_b": kb / n if n else None, "ci_b": wilson_interval(kb, n),
-            "diff": (ka - kb) / n if n else None, "only_a": only_a, "only_b": only_b,
-            "mcnemar_p": mcnemar_exact(only_a, only_b)}
+def compare_outcomes(a: Sequence[Outcome], b: Sequence[Outcome], seed: int = 0) -> dict[str, Any]:
+    """Model A (new) against model B (baseline) on the prompts both answered.
+
+    Returns ``n``, ``a`` / ``b`` (:func:`~selfalign.eval.verifiable.summarize` of each on the
+    shared prompts), ``diff`` / ``diff_ci`` / ``p_bootstrap`` (strict, paired bootstrap),
+    ``diff_loose`` / ``diff_loose_ci`` / ``p_bootstrap_loose``, ``only_a`` / ``only_b`` (prompts
+    only A / only B passes strictly), ``mcnemar_p`` and ``improved`` (strict interval above 0).
+    """
+    ia = {o.id: o for o in a}
+    ib = {o.id: o for o in b}
+    ids = sorted(set(ia) & set(ib))
+    pa, pb = [ia[i] for i in ids], [ib[i] for i in ids]
+    strict = paired_bootstrap([o.strict for o in pa], [o.strict for o in pb], seed=seed)
+    loose = paired_bootstrap([o.loose for o in pa], [o.loose for o in pb], seed=seed)
+    only_a = sum(x.strict and not y.strict for x, y in zip(pa, pb))
+    only_b = sum(y.strict and not x.strict for x, y in zip(pa, pb))
+    return {"n": len(ids), "a": summarize(pa, seed), "b": summarize(pb, seed),
+            "diff": strict["diff"], "diff_ci": strict["ci"], "p_bootstrap": strict["p"],
+            "diff_loose": loose["diff"], "diff_loose_ci": loose["ci"], "p_bootstrap_loose": loose["p"],
+            "only_a": only_a, "only_b": only_b, "mcnemar_p": mcnemar_exact(only_a, only_b),
+            "improved": strict["ci"] is not None and strict["ci"][0] > 0}
+
+
+def compare_answers(a: str | Path, b: str | Path, seed: int = 0) -> dict[str, Any]:
+    """Paired comparison of answer files ``a`` (new model) and ``b`` (baseline); see
+    :func:`compare_outcomes`. Also ``rate_a`` / ``ci_a`` / ``rate_b`` / ``ci_b`` (strict)."""
+    res = compare_outcomes(answer_outcomes(a), answer_outcomes(b), seed)
+    res.update(rate_a=res["a"]["strict"], ci_a=res["a"]["strict_ci"],
+               rate_b=res["b"]["strict"], ci_b=res["b"]["strict_ci"])
+    return res

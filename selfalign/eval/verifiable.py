@@ -1,6 +1,9 @@
 """Verifiable-instruction evaluation: how often responses pass their prompts' checks, and how well
 a judge's scores agree with those programmatic checks.
 
+* :func:`outcomes` / :func:`summarize` — per-prompt outcomes of one response each, and rates with
+  95% bootstrap intervals, per-family rates, mean answer length and the share cut at the limit
+  (what ``validate`` stages and ``selfalign eval`` report; paired tests in :mod:`.compare`).
 * :func:`pass_rate` — per check-type pass rates, the strict all-pass rate (IFEval's "strict
   prompt-level accuracy" when there is one response per prompt), the loose rate (mean fraction of
   checks passed) and pass@n (a prompt counts if any of its responses passes everything).
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from selfalign.checks import has_checks, run_checks
@@ -38,6 +42,102 @@ def _texts(rec: dict) -> list[str]:
     raise DataError(f"record {rec.get('id')!r} has no 'responses', 'response' or 'completion'", key="responses")
 
 
+@dataclass
+class Outcome:
+    """What one response to one prompt with checks achieved.
+
+    ``strict`` — every check passes; ``loose`` — every check passes under IFEval's loose rule
+    (first/last line or markdown ``*`` removed); ``fraction`` / ``fraction_loose`` — share of checks
+    passed; ``checks`` — (check type, passed) in the prompt's order; ``tokens`` — new tokens of the
+    response (None when the record does not say); ``cut`` — generation stopped at the token limit.
+    """
+
+    id: str
+    strict: bool
+    loose: bool
+    fraction: float
+    fraction_loose: float
+    checks: list[tuple[str, bool]]
+    tokens: int | None = None
+    cut: bool = False
+
+
+def outcomes(records: Sequence[dict], first_only: bool = True) -> list[Outcome]:
+    """:class:`Outcome` of each record's first response (every response with ``first_only=False``)
+    on the record's ``meta`` checks; records without checks are skipped."""
+    out: list[Outcome] = []
+    for i, rec in enumerate(records):
+        meta = rec.get("meta")
+        if not has_checks(meta):
+            continue
+        texts = _texts(rec)
+        resp = rec.get("responses") if isinstance(rec.get("responses"), list) else [None] * len(texts)
+        for text, r in list(zip(texts, resp))[: 1 if first_only else None]:
+            res = run_checks(text, meta)
+            info = r if isinstance(r, dict) else {}
+            out.append(Outcome(
+                id=str(rec.get("id", f"#{i}")), strict=bool(res.passed_all),
+                loose=bool(getattr(res, "passed_all_loose", res.passed_all)),
+                fraction=res.fraction or 0.0,
+                fraction_loose=getattr(res, "fraction_loose", None) or res.fraction or 0.0,
+                checks=list(res.results), tokens=info.get("num_tokens"),
+                cut=info.get("finish") == "length"))
+    return out
+
+
+def summarize(outs: Sequence[Outcome], seed: int = 0) -> dict[str, Any]:
+    """Rates of one model's outcomes with 95% percentile-bootstrap intervals (:mod:`.stats`).
+
+    * ``strict`` — prompt-level strict: share of prompts whose every check passes;
+    * ``loose`` — prompt-level loose (IFEval's loose rule);
+    * ``instruction_strict`` / ``instruction_loose`` — share of all checks passed, pooled over
+      prompts (IFEval's instruction-level accuracy); the interval resamples prompts;
+    * ``per_family`` — {check type: {"rate", "n", "ci"}} with Wilson intervals (small n);
+    * ``mean_tokens`` and ``cut_rate`` (answers stopped by the token limit), when known.
+    """
+    from selfalign.eval.stats import bootstrap_ci, wilson_interval
+
+    n = len(outs)
+    res: dict[str, Any] = {"n": n}
+    for key in ("strict", "loose"):
+        xs = [float(getattr(o, key)) for o in outs]
+        res[key] = sum(xs) / n if n else None
+        res[key + "_ci"] = bootstrap_ci(xs, seed=seed)
+    for key, attr in (("instruction_strict", "fraction"), ("instruction_loose", "fraction_loose")):
+        # pooled share = Σ passed / Σ checks; a prompt-weighted bootstrap of the ratio
+        num = [getattr(o, attr) * len(o.checks) for o in outs]
+        den = [len(o.checks) for o in outs]
+        res[key] = sum(num) / sum(den) if sum(den) else None
+        res[key + "_ci"] = _ratio_ci(num, den, seed)
+    fam: dict[str, list[int]] = {}
+    for o in outs:
+        for typ, ok in o.checks:
+            fam.setdefault(typ, [0, 0])
+            fam[typ][0] += ok
+            fam[typ][1] += 1
+    res["per_family"] = {t: {"rate": k / m, "n": m, "ci": wilson_interval(k, m)} for t, (k, m) in sorted(fam.items())}
+    toks = [o.tokens for o in outs if o.tokens is not None]
+    res["mean_tokens"] = sum(toks) / len(toks) if toks else None
+    res["cut_rate"] = sum(o.cut for o in outs) / n if n and toks else None
+    return res
+
+
+def _ratio_ci(num: Sequence[float], den: Sequence[float], seed: int) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of Σnum/Σden, resampling the (num, den) pairs."""
+    import numpy as np
+
+    from selfalign.eval.stats import DEFAULT_BOOT
+
+    if not den or sum(den) == 0:
+        return None
+    a, b = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, a.size, size=(DEFAULT_BOOT, a.size))
+    sums = b[idx].sum(axis=1)
+    r = np.where(sums > 0, a[idx].sum(axis=1) / np.maximum(sums, 1e-12), 0.0)
+    lo, hi = np.quantile(r, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def pass_rate(records: Sequence[dict]) -> dict[str, Any]:
     """Pass rates of the responses in ``records`` on their prompts' ``meta`` checks.
 
@@ -46,38 +146,26 @@ def pass_rate(records: Sequence[dict]) -> dict[str, Any]:
     / responses), ``loose`` (mean fraction of checks passed), ``pass_at_n`` (prompts with at least
     one all-pass response / prompts), ``per_type`` ({check type: pass rate}) and ``per_type_n``
     ({check type: number of responses tested}). Rates are None when nothing was tested.
+    For one response per prompt with intervals, use :func:`outcomes` + :func:`summarize`.
     """
-    prompts = responses = skipped = strict = any_pass = 0
-    loose = 0.0
+    outs = outcomes(records, first_only=False)
+    skipped = sum(1 for rec in records if not has_checks(rec.get("meta")))
+    by_prompt: dict[str, bool] = {}
     passed: dict[str, int] = {}
     tested: dict[str, int] = {}
-    for rec in records:
-        meta = rec.get("meta")
-        if not has_checks(meta):
-            skipped += 1
-            continue
-        texts = _texts(rec)
-        if not texts:
-            continue
-        prompts += 1
-        ok_any = False
-        for t in texts:
-            res = run_checks(t, meta)
-            responses += 1
-            strict += res.passed_all
-            ok_any |= res.passed_all
-            loose += res.fraction or 0.0
-            for typ, ok in res.results:
-                tested[typ] = tested.get(typ, 0) + 1
-                passed[typ] = passed.get(typ, 0) + ok
-        any_pass += ok_any
+    for o in outs:
+        by_prompt[o.id] = by_prompt.get(o.id, False) or o.strict
+        for typ, ok in o.checks:
+            tested[typ] = tested.get(typ, 0) + 1
+            passed[typ] = passed.get(typ, 0) + ok
+    n = len(outs)
     return {
-        "prompts": prompts,
-        "responses": responses,
+        "prompts": len(by_prompt),
+        "responses": n,
         "skipped": skipped,
-        "strict": strict / responses if responses else None,
-        "loose": loose / responses if responses else None,
-        "pass_at_n": any_pass / prompts if prompts else None,
+        "strict": sum(o.strict for o in outs) / n if n else None,
+        "loose": sum(o.fraction for o in outs) / n if n else None,
+        "pass_at_n": sum(by_prompt.values()) / len(by_prompt) if by_prompt else None,
         "per_type": {t: passed[t] / tested[t] for t in sorted(tested)},
         "per_type_n": {t: tested[t] for t in sorted(tested)},
     }

@@ -175,6 +175,7 @@ class HFEngine:
             torch.set_num_threads(num_threads)
         self.batch_size = batch_size
         self.prune = prune
+        self._forward_params: set[str] | None = None
         self.chat_template = chat_template
         self.system_prompt = system_prompt
         self.max_prompt_tokens = max_prompt_tokens
@@ -278,7 +279,7 @@ class HFEngine:
         Row r ends after an EOS token, when its text since the prompt contains a stop string, or
         after ``max_new_tokens``; the finished rows' cache entries are dropped at once.
         """
-        from transformers import DynamicCache
+        from selfalign.generation.cache import decode_cache
 
         n = ids.shape[0]
         sampler = RowSampler(seeds, params.temperature, params.top_k, params.top_p) \
@@ -287,7 +288,7 @@ class HFEngine:
         stops = StopOnStrings(self.tokenizer, params.stop, 0) if params.stop else None
         out: list[list[int]] = [[] for _ in range(n)]
         alive = list(range(n))  # original row index of each row still in the batch
-        cache = DynamicCache(config=self.model.config)
+        cache = decode_cache(self.model.config, ids.shape[1] + params.max_new_tokens)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         step_ids = ids
         with torch.inference_mode():
@@ -315,13 +316,18 @@ class HFEngine:
         return out
 
     def _last_logits(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
-        try:
-            o = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                           use_cache=True, logits_to_keep=1)
-        except TypeError:  # models without logits_to_keep
-            o = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                           use_cache=True)
-        return o.logits[:, -1, :].float()
+        """Logits of the last position; the cache goes in as ``cache=`` where the model's forward
+        names that parameter (transformers ≥ 5.24, where ``past_key_values=`` is deprecated), else as
+        ``past_key_values=``; ``logits_to_keep=1`` where the forward names it."""
+        if self._forward_params is None:
+            import inspect
+
+            self._forward_params = set(inspect.signature(self.model.forward).parameters)
+        kw: dict[str, Any] = dict(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        kw["cache" if "cache" in self._forward_params else "past_key_values"] = cache
+        if "logits_to_keep" in self._forward_params:
+            kw["logits_to_keep"] = 1
+        return self.model(**kw).logits[:, -1, :].float()
 
     def _hf_generate(self, ids: torch.Tensor, mask: torch.Tensor, seeds: list[int],
                      params: SamplingParams) -> list[list[int]]:

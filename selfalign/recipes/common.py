@@ -65,6 +65,9 @@ def check_files(source: str, **files: str | None) -> None:
 
 
 def fmt(x: Any) -> str:
+    """A metric for a summary table: floats to 4 digits, intervals as [low, high]."""
+    if isinstance(x, (list, tuple)) and len(x) == 2 and all(isinstance(v, (int, float)) for v in x):
+        return f"[{x[0]:.3f}, {x[1]:.3f}]"
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 

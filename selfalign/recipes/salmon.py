@@ -209,7 +209,8 @@ def run_recipe(cfg: SalmonConfig, st: Stages) -> Run:
 
 def summary(run: Run) -> None:
     print_summary(run, {
-        "validate": ("verifiable_pass_rate", "win_rate_vs_m0"),
+        "validate": ("verifiable_pass_rate", "verifiable_pass_rate_ci", "diff_vs_m0", "diff_vs_m0_ci", "p_vs_m0",
+                     "mean_tokens", "cut_rate", "win_rate_vs_m0"),
         "judge": ("position_consistency", "label_mass_mean"),
         "aggregate": ("train_examples", "heldout_examples", "consistency_mean", "skipped_no_signal"),
         "rm_check": ("rm_heldout_acc", "rm_negation_flip_rate", "rm_negation_follow_rate"),

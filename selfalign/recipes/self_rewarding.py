@@ -71,7 +71,10 @@ DPOSection = derive_section(
     recipe_sets={**STAGE_SETS, **RUN_SETS, "ref_model": "the reference is M_t, the policy of the iteration"})
 SFTSection = derive_section(SFTConfig, "SFTSection", defaults={"save_steps": 10}, recipe_sets={**STAGE_SETS, **RUN_SETS})
 ValidationSection = derive_section(ValidateStageConfig, "ValidationSection", recipe_sets=RUN_SETS,
-                                   extra={"enabled": (bool, Field(True, description="validate M_0 and every M_t"))})
+                                   extra={"enabled": (bool, Field(True, description="validate M_0 and M_t")),
+                                          "iterations": (Literal["all", "last"], Field(
+                                              "all", description="which M_t (t ≥ 1) to validate: every one, or "
+                                              "only the final model (M_0 always)"))})
 MOVED = {"beta": "train.beta", "pairs.length_control": "pairs.rho (with pairs.strategy: length_control)"}
 
 
@@ -190,7 +193,7 @@ def run_recipe(cfg: SelfRewardingConfig, source: str = "") -> Run:
         par = run_stage(run, "pair", t, 3, it.pair, scored=jud.outputs["data"],
                         policy=policy if it.pair.meta_judge else None)
         policy = run_stage(run, "train", t, 4, it.train, model=policy, data=par.outputs["data"]).outputs["model"]
-        if validating:
+        if validating and (cfg.validation.iterations == "all" or t == cfg.iterations):
             v = validate_config(cfg, t, source)
             run_stage(run, "validate", t, 5, v, model=policy, heldout=cfg.heldout_file, base_answers=base_answers,
                       base=m0 if uses_role(v.win_rate_judge, "base") else None)
@@ -200,7 +203,8 @@ def run_recipe(cfg: SelfRewardingConfig, source: str = "") -> Run:
 def summary(run: Run) -> None:
     """Per-iteration summary: validation, pair, judge and train statistics."""
     print_summary(run, {
-        "validate": ("verifiable_pass_rate", "self_judge_mean", "win_rate_vs_m0", "judge_check_correlation"),
+        "validate": ("verifiable_pass_rate", "verifiable_pass_rate_ci", "diff_vs_m0", "diff_vs_m0_ci", "p_vs_m0",
+                     "mean_tokens", "cut_rate", "self_judge_mean", "win_rate_vs_m0", "judge_check_correlation"),
         "pair": ("pairs", "bad_samples_frac", "chosen_score_mean", "rejected_score_mean", "meta_pairs_made",
                  "meta_pairs_used"),
         "judge": ("parse_failure_rate", "judge_check_agreement"),

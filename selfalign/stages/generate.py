@@ -26,7 +26,8 @@ class GenerateStageConfig(SamplingParams, EngineOptions):
     sample_prompts: int | None = Field(None, ge=1, description="a random subset of this many prompts")
     prompt_seed: int = 0
     max_prompts: int | None = Field(None, ge=1, description="only the first N prompts")
-    shard_size: int = Field(32, ge=1, description="prompts per resumable shard")
+    shard_size: int | None = Field(None, ge=1, description="prompts per resumable shard; default one batch "
+                                   "(batch_size // num_samples prompts): a smaller shard would cap the batch")
 
 
 def select_prompts(records: list[dict], cfg: GenerateStageConfig) -> list[dict]:
@@ -45,7 +46,8 @@ def generate_into(cfg: GenerateStageConfig, model: Path, records: list[dict], ou
     engine = build_engine(EngineConfig(model=str(model), **{k: getattr(cfg, k) for k in EngineOptions.model_fields}))
     params = SamplingParams(**{k: getattr(cfg, k) for k in SamplingParams.model_fields})
     t0 = time.perf_counter()
-    recs = generate_records(engine, records, params, out, shard_size=cfg.shard_size, overwrite=True)
+    shard = cfg.shard_size or max(1, cfg.batch_size // cfg.num_samples)
+    recs = generate_records(engine, records, params, out, shard_size=shard, overwrite=True)
     return generation_summary(recs, time.perf_counter() - t0)
 
 

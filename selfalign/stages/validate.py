@@ -4,15 +4,23 @@ Inputs: ``model`` (the model to validate), ``heldout`` (prompts, ``meta.checks``
 ones), optionally ``base`` (M_0, for judges with ``model: base``) and ``base_answers`` (M_0's
 answers, from M_0's validate stage, for the win rate). Output: ``data`` (answers with scores).
 
-Metrics: ``verifiable_pass_rate`` (strict: every check of a prompt passes) and ``check_pass_rate``
-(loose: fraction of checks passed) over prompts with checks; with ``self_judge``, the model's own
-rubric score of its answers (expected mode) and its Pearson correlation with the fraction of checks
-passed; with a ``win_rate_judge`` and M_0's answers, ``win_rate_vs_m0`` = (wins + ½ ties) / n over
-prompts where the judge scored both answers (each answer scored on its own; higher wins).
+Metrics (over prompts with checks, one greedy answer each; intervals are 95% percentile
+bootstrap, :mod:`selfalign.eval.stats`): ``verifiable_pass_rate`` (prompt-level strict: every check
+passes) with ``verifiable_pass_rate_ci``; ``loose_pass_rate`` (prompt-level, IFEval's loose rule) with
+its interval; ``check_pass_rate`` (instruction-level strict: share of all checks passed) with its
+interval; ``mean_tokens`` and ``cut_rate`` (answers stopped by ``max_new_tokens``); with M_0's answers
+(``base_answers``) the paired comparison: ``diff_vs_m0`` with ``diff_vs_m0_ci`` (paired bootstrap),
+``p_vs_m0`` (bootstrap), ``mcnemar_p_vs_m0`` (exact McNemar), ``gained_vs_m0`` / ``lost_vs_m0`` and
+``improved_vs_m0`` (the interval lies above 0). Output ``summary`` (``summary.json``) adds per-family
+rates with Wilson intervals. With ``self_judge``, the model's own rubric score of its answers
+(expected mode) and its Pearson correlation with the fraction of checks passed; with a
+``win_rate_judge`` and M_0's answers, ``win_rate_vs_m0`` = (wins + ½ ties) / n over prompts where
+the judge scored both answers (each answer scored on its own; higher wins).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +97,41 @@ def win_rate(judge_cfg: dict, records: list[dict], base_answers: Path, model: Pa
     return {"win_rate_vs_m0": (wins + 0.5 * ties) / n if n else None, "win_rate_n": n}
 
 
+def heldout_metrics(records: list[dict], base_answers: Path | None, seed: int = 0
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(flat stage metrics, full summary) of greedy answers on prompts with checks (see the module
+    docstring); the comparison with M_0 when ``base_answers`` is given."""
+    from selfalign.eval.compare import answer_outcomes, compare_outcomes
+    from selfalign.eval.verifiable import outcomes, summarize
+
+    outs = outcomes(records)
+    s = summarize(outs, seed)
+    m: dict[str, Any] = {"verifiable_pass_rate": s["strict"], "verifiable_pass_rate_ci": s["strict_ci"],
+                         "loose_pass_rate": s["loose"], "loose_pass_rate_ci": s["loose_ci"],
+                         "check_pass_rate": s["instruction_strict"], "check_pass_rate_ci": s["instruction_strict_ci"],
+                         "verifiable_prompts": s["n"], "mean_tokens": s["mean_tokens"], "cut_rate": s["cut_rate"]}
+    summary: dict[str, Any] = {"model": s}
+    if base_answers is not None:
+        c = compare_outcomes(outs, answer_outcomes(base_answers), seed)
+        m.update(diff_vs_m0=c["diff"], diff_vs_m0_ci=c["diff_ci"], p_vs_m0=c["p_bootstrap"],
+                 mcnemar_p_vs_m0=c["mcnemar_p"], gained_vs_m0=c["only_a"], lost_vs_m0=c["only_b"],
+                 improved_vs_m0=c["improved"])
+        summary["vs_m0"] = c
+    return m, summary
+
+
+def _fmt(k: str, x: Any) -> str:
+    if isinstance(x, float):
+        return f"{k}={x:.4g}"
+    if isinstance(x, (list, tuple)) and len(x) == 2 and all(isinstance(v, float) for v in x):
+        return f"{k}=[{x[0]:.3f}, {x[1]:.3f}]"
+    return f"{k}={x}"
+
+
 @stage("validate", ValidateStageConfig)
 def validate(st: Stage, cfg: ValidateStageConfig, *, model: Path, heldout: Path, base: Path | None = None,
              base_answers: Path | None = None) -> dict:
-    from selfalign.data.io import read_records, write_jsonl
-    from selfalign.eval.verifiable import pass_rate
+    from selfalign.data.io import read_records, write_jsonl, write_text_atomic
 
     gen = GenerateStageConfig(num_samples=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens,
                               batch_size=cfg.batch_size, seed=cfg.seed, dtype=cfg.dtype,
@@ -101,15 +139,13 @@ def validate(st: Stage, cfg: ValidateStageConfig, *, model: Path, heldout: Path,
     answers = st.dir / "answers.jsonl"
     generate_into(gen, model, read_records(heldout)[: cfg.max_prompts], answers)
     records = read_records(answers)
-    pr = pass_rate(records)
-    metrics: dict[str, Any] = {"verifiable_pass_rate": pr.get("strict"), "check_pass_rate": pr.get("loose"),
-                               "verifiable_prompts": pr.get("prompts")}
+    metrics, summary = heldout_metrics(records, base_answers, cfg.seed)
+    write_text_atomic(st.output("summary", "summary.json"), json.dumps(summary, indent=1, default=float) + "\n")
     if cfg.self_judge:
         records, m = self_judge_metrics(model, records)
         metrics.update(m)
     if cfg.win_rate_judge and base_answers is not None:
         metrics.update(win_rate(cfg.win_rate_judge, records, base_answers, model, base))
     write_jsonl(st.output("data", "data.jsonl"), records)
-    console.print("  validation: " + ", ".join(f"{k}={x:.4g}" if isinstance(x, float) else f"{k}={x}"
-                                               for k, x in metrics.items()))
+    console.print("  validation: " + ", ".join(_fmt(k, x) for k, x in metrics.items()))
     return metrics
