@@ -27,11 +27,6 @@ def answer_outcomes(path: str | Path) -> list[Outcome]:
     return outcomes(read_records(path))
 
 
-def strict_outcomes(path: str | Path) -> dict[str, bool]:
-    """{prompt id: the first response passes every check} for records with checks."""
-    return {o.id: o.strict for o in answer_outcomes(path)}
-
-
 def compare_outcomes(a: Sequence[Outcome], b: Sequence[Outcome], seed: int = 0) -> dict[str, Any]:
     """Model A (new) against model B (baseline) on the prompts both answered.
 
