@@ -92,3 +92,13 @@ def test_compare_outcomes_pairs_by_id_and_flags_improvement():
     assert res["mcnemar_p"] == pytest.approx(2 / 2 ** 20)
     same = compare_outcomes(old, old)
     assert not same["improved"] and same["p_bootstrap"] == 1.0
+
+
+def test_bootstrap_ratio_ci_by_hand():
+    from selfalign.eval.stats import bootstrap_ratio_ci
+
+    # every prompt passes half its checks: every resample's pooled ratio is exactly 0.5
+    assert bootstrap_ratio_ci([1, 2, 3], [2, 4, 6]) == (0.5, 0.5)
+    assert bootstrap_ratio_ci([], []) is None and bootstrap_ratio_ci([0, 0], [0, 0]) is None
+    lo, hi = bootstrap_ratio_ci([1, 0, 2, 1] * 25, [2, 1, 2, 3] * 25, seed=2)
+    assert lo < 4 / 8 < hi

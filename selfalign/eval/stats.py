@@ -6,6 +6,7 @@ Every function is pure and seeded; ``x`` / ``a`` / ``b`` are 1-D sequences of pe
 * :func:`bootstrap_ci` — percentile bootstrap interval of a mean (Efron & Tibshirani 1993, §13.3):
   draw B resamples of the n outcomes with replacement, m*_b = mean of resample b; the interval is
   the (α/2, 1 − α/2) quantiles of {m*_b}, α = 1 − level.
+* :func:`bootstrap_ratio_ci` — the same for a pooled ratio Σnum/Σden, resampling pairs.
 * :func:`paired_bootstrap` — the same on per-prompt differences d_i = a_i − b_i (both models
   answered prompt i): the mean difference, its percentile interval, and the two-sided bootstrap
   p-value p = min(1, 2 · min(#{d̄*_b ≤ 0}, #{d̄*_b ≥ 0}) / B) — the smallest α at which the
@@ -32,16 +33,21 @@ import numpy as np
 DEFAULT_BOOT = 10_000
 
 
-def _means(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Means of ``n_boot`` resamples (with replacement) of ``x``; shape (n_boot,)."""
+def _resampled(stat, n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``stat(idx)`` for ``n_boot`` resamples of ``n`` indices with replacement, ``idx`` of shape
+    (chunk, n); at most ~2M indices are drawn at once (bounded memory). Shape (n_boot,)."""
     rng = np.random.default_rng(seed)
-    n = x.shape[0]
     out = np.empty(n_boot)
-    chunk = max(1, 2_000_000 // max(n, 1))  # bounded memory: at most ~2M indices at once
+    chunk = max(1, 2_000_000 // max(n, 1))
     for s in range(0, n_boot, chunk):
         idx = rng.integers(0, n, size=(min(chunk, n_boot - s), n))
-        out[s:s + idx.shape[0]] = x[idx].mean(axis=1)
+        out[s:s + idx.shape[0]] = stat(idx)
     return out
+
+
+def _means(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Means of ``n_boot`` resamples (with replacement) of ``x``; shape (n_boot,)."""
+    return _resampled(lambda idx: x[idx].mean(axis=1), x.shape[0], n_boot, seed)
 
 
 def bootstrap_ci(x: Sequence[float], level: float = 0.95, n_boot: int = DEFAULT_BOOT,
@@ -53,6 +59,25 @@ def bootstrap_ci(x: Sequence[float], level: float = 0.95, n_boot: int = DEFAULT_
     m = _means(arr, n_boot, seed)
     alpha = 1.0 - level
     lo, hi = np.quantile(m, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_ratio_ci(num: Sequence[float], den: Sequence[float], level: float = 0.95,
+                       n_boot: int = DEFAULT_BOOT, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of Σnum / Σden, resampling the (num_i, den_i) pairs together
+    (e.g. checks passed / checks per prompt: a pooled rate whose unit of resampling is the prompt);
+    a resample with Σden = 0 counts as 0. None when there is nothing to divide by."""
+    a, b = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    if b.size == 0 or b.sum() == 0:
+        return None
+
+    def ratio(idx: np.ndarray) -> np.ndarray:
+        sums = b[idx].sum(axis=1)
+        return np.where(sums > 0, a[idx].sum(axis=1) / np.maximum(sums, 1e-12), 0.0)
+
+    r = _resampled(ratio, a.size, n_boot, seed)
+    alpha = 1.0 - level
+    lo, hi = np.quantile(r, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 
 

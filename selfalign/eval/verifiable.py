@@ -77,9 +77,8 @@ def outcomes(records: Sequence[dict], first_only: bool = True) -> list[Outcome]:
             info = r if isinstance(r, dict) else {}
             out.append(Outcome(
                 id=str(rec.get("id", f"#{i}")), strict=bool(res.passed_all),
-                loose=bool(getattr(res, "passed_all_loose", res.passed_all)),
-                fraction=res.fraction or 0.0,
-                fraction_loose=getattr(res, "fraction_loose", None) or res.fraction or 0.0,
+                loose=bool(res.passed_all_loose), fraction=res.fraction or 0.0,
+                fraction_loose=res.fraction_loose or 0.0,
                 checks=list(res.results), tokens=info.get("num_tokens"),
                 cut=info.get("finish") == "length"))
     return out
@@ -95,7 +94,7 @@ def summarize(outs: Sequence[Outcome], seed: int = 0) -> dict[str, Any]:
     * ``per_family`` — {check type: {"rate", "n", "ci"}} with Wilson intervals (small n);
     * ``mean_tokens`` and ``cut_rate`` (answers stopped by the token limit), when known.
     """
-    from selfalign.eval.stats import bootstrap_ci, wilson_interval
+    from selfalign.eval.stats import bootstrap_ci, bootstrap_ratio_ci, wilson_interval
 
     n = len(outs)
     res: dict[str, Any] = {"n": n}
@@ -108,7 +107,7 @@ def summarize(outs: Sequence[Outcome], seed: int = 0) -> dict[str, Any]:
         num = [getattr(o, attr) * len(o.checks) for o in outs]
         den = [len(o.checks) for o in outs]
         res[key] = sum(num) / sum(den) if sum(den) else None
-        res[key + "_ci"] = _ratio_ci(num, den, seed)
+        res[key + "_ci"] = bootstrap_ratio_ci(num, den, seed=seed)
     fam: dict[str, list[int]] = {}
     for o in outs:
         for typ, ok in o.checks:
@@ -120,22 +119,6 @@ def summarize(outs: Sequence[Outcome], seed: int = 0) -> dict[str, Any]:
     res["mean_tokens"] = sum(toks) / len(toks) if toks else None
     res["cut_rate"] = sum(o.cut for o in outs) / n if n and toks else None
     return res
-
-
-def _ratio_ci(num: Sequence[float], den: Sequence[float], seed: int) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of Σnum/Σden, resampling the (num, den) pairs."""
-    import numpy as np
-
-    from selfalign.eval.stats import DEFAULT_BOOT
-
-    if not den or sum(den) == 0:
-        return None
-    a, b = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    idx = np.random.default_rng(seed).integers(0, a.size, size=(DEFAULT_BOOT, a.size))
-    sums = b[idx].sum(axis=1)
-    r = np.where(sums > 0, a[idx].sum(axis=1) / np.maximum(sums, 1e-12), 0.0)
-    lo, hi = np.quantile(r, [0.025, 0.975])
-    return float(lo), float(hi)
 
 
 def pass_rate(records: Sequence[dict]) -> dict[str, Any]:
