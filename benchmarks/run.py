@@ -4,6 +4,8 @@
     python -m benchmarks.run --full           # 8 steps = 64 pairs at batch 8; 64 prompts x 4 x 128 tokens
     python -m benchmarks.run --smoke          # tiny random model, 2 steps: checks the harness (CI)
     python -m benchmarks.run --full --workloads ppo   # PPO vs TRL 0.11's PPOTrainer (own venv: benchmarks.ppo)
+    python -m benchmarks.run --full --workloads genbatch   # generation vs transformers' batched generate
+    python -m benchmarks.run --real --device cuda --model DIR  # batch 16 × ≈512 tokens, with FLOPs utilisation
 
 Each (framework, workload) runs in its own subprocess (``python -m benchmarks.workloads``), one
 after the other on this machine, so peak memory is per run. The runner prepares the shared inputs
@@ -34,7 +36,11 @@ from benchmarks.workloads import ALL_WORKLOADS, WORKLOADS
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 LOSS_TOL = 1e-3
-TARGETS = {"dpo": 1.3, "rm": 1.3, "gen": 3.0}  # speed-up targets (selfalign / baseline tokens/s)
+TARGETS = {"dpo": 1.3, "rm": 1.3, "gen": 3.0, "genbatch": 1.5}  # speed-up targets (selfalign / baseline tokens/s)
+# dense bf16 peak FLOP/s of known accelerators (vendor data sheets; SXM parts), for model FLOPs utilisation
+PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+# model FLOPs per real token: forward 2N, backward 4N; DPO adds the reference forward (2N)
+FLOPS_PER_TOKEN = {"sft": 6, "rm": 6, "dpo": 8}
 
 MODES: dict[str, dict[str, Any]] = {
     "smoke": dict(model="tiny", steps=2, batch_size=2, records=4, scale=0.2,
@@ -43,7 +49,11 @@ MODES: dict[str, dict[str, Any]] = {
                   gen=dict(num_prompts=8, num_samples=4, max_new_tokens=64, batch_size=64)),
     "full": dict(model="smollm2-135m", steps=8, batch_size=8, records=64,
                  gen=dict(num_prompts=64, num_samples=4, max_new_tokens=128, batch_size=128)),
+    # a realistic training shape for a GPU: batch 16 of ≈ 512-token sequences
+    "real": dict(model="smollm2-135m", steps=6, batch_size=16, records=96, scale=2.6,
+                 gen=dict(num_prompts=64, num_samples=4, max_new_tokens=128, batch_size=256)),
 }
+GPU_GEN = dict(batch_size=256, baseline_prompts=8, hf_rows=[64, 256])  # on CUDA: one batch of 256 rows
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -105,7 +115,7 @@ def prepare_inputs(mode: str, model: str | None, workdir: Path, device: str) -> 
         "prompts": str(bdata.write_jsonl(workdir / "data" / "prompts.jsonl", bdata.prompt_records(g["num_prompts"], scale=scale))),
         "steps": m["steps"], "batch_size": m["batch_size"], "max_length": 1024, "seed": 42, "beta": 0.1,
         "lr": {"dpo": 1e-6, "rm": 1e-5, "sft": 1e-5},
-        "gen": {**g, "temperature": 0.7, "top_p": 0.9},
+        "gen": {**g, "temperature": 0.7, "top_p": 0.9, **(GPU_GEN if gpu else {})},
     }
 
 
@@ -143,6 +153,27 @@ def run_worker(framework: str, workloads: list[str], spec_path: Path, workdir: P
             for w in workloads]
 
 
+def add_mfu(results: list[dict], spec: dict, gpu_name: str | None) -> None:
+    """Model FLOPs utilisation of each GPU training result: FLOPS_PER_TOKEN · N · tokens/s / peak, with
+    N the parameter count of the workload's model (attention score FLOPs not counted)."""
+    peak = next((v for k, v in PEAK_BF16.items() if gpu_name and k in gpu_name), None)
+    if peak is None:
+        return
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    sizes = {}
+    for key, cls in (("lm", AutoModelForCausalLM), ("rm", AutoModelForSequenceClassification)):
+        with torch.device("meta"):
+            m = cls.from_config(AutoConfig.from_pretrained(spec[key]))
+        sizes[key] = sum(p.numel() for p in m.parameters())
+    for r in results:
+        w = r.get("workload")
+        if w in FLOPS_PER_TOKEN and r.get("tokens_per_s"):
+            n = sizes["rm" if w == "rm" else "lm"]
+            r["n_params"], r["mfu"] = n, FLOPS_PER_TOKEN[w] * n * r["tokens_per_s"] / peak
+
+
 def compare(results: list[dict]) -> list[dict]:
     """One row per workload with both sides and the selfalign/baseline ratios."""
     rows = []
@@ -166,7 +197,7 @@ def compare(results: list[dict]) -> list[dict]:
                 row["loss1_delta"] = abs(lo[0] - lb[0])
             if len(lo) > 1 and len(lb) > 1:
                 row["loss2_delta"] = abs(lo[1] - lb[1])
-            if ours.get("tokens") and base.get("tokens") and w not in ("gen", "ppo"):
+            if ours.get("tokens") and base.get("tokens") and w not in ("gen", "genbatch", "ppo"):
                 row["same_tokens"] = ours["tokens"] == base["tokens"]
             if w == "ppo":
                 row.update(bppo.compare_extra(ours, base))
@@ -234,6 +265,13 @@ def print_table(rows: list[dict], title: str, targets: bool = True) -> None:
         if targets and w in TARGETS and "speedup" in row:
             ok = row["speedup"] >= TARGETS[w]
             notes.append(f"speed target {TARGETS[w]}× {'met' if ok else 'missed'}")
+        mfu = [f"{r['framework_label']} {r['mfu']:.1%}" for r in (row.get("baseline"), row.get("selfalign"))
+               if r and r.get("mfu")]
+        if mfu:
+            notes.append("model FLOPs utilisation: " + ", ".join(mfu))
+        if row.get("baseline") and row["baseline"].get("by_rows"):
+            notes.append("HF batched generate by rows per call: " + ", ".join(
+                f"{k}: {v['tokens_per_s']:.0f} tok/s" for k, v in row["baseline"]["by_rows"].items()))
         if targets and w in ("dpo", "rm") and "mem_ratio" in row:
             notes.append(f"memory target ≤1.0× {'met' if row['mem_ratio'] <= 1.0 else 'missed'}")
         if notes:
@@ -253,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--quick", action="store_const", const="quick", dest="mode")
     g.add_argument("--full", action="store_const", const="full", dest="mode")
     g.add_argument("--smoke", action="store_const", const="smoke", dest="mode")
+    g.add_argument("--real", action="store_const", const="real", dest="mode",
+                   help="batch 16 of ≈512-token sequences (a GPU training shape)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS),
                     help=f"subset, e.g. dpo,gen; also {','.join(ALL_WORKLOADS[len(WORKLOADS):])} (only when named)")
     ap.add_argument("--frameworks", default="baseline,selfalign", help="which sides to run, in this order")
@@ -320,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         for w in workloads:
             for fw in frameworks:
                 results += run_worker(fw, [w], spec_path, workdir, a.trl_ppo_python)
-    rows = compare(results)
     info = machine_info()
+    if device.startswith("cuda"):
+        add_mfu(results, spec, info.get("gpu"))
+    rows = compare(results)
     sizes = f"{spec['steps']} steps × batch {spec['batch_size']}" if [w for w in workloads if w != "ppo"] else ""
     if "ppo" in spec:
         pp = spec["ppo"]

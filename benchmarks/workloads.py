@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 WORKLOADS = ("dpo", "rm", "sft", "gen")  # the default selection
-OPTIONAL_WORKLOADS = ("ppo",)  # run only when named (--workloads ppo): see benchmarks.ppo
+OPTIONAL_WORKLOADS = ("ppo", "genbatch")  # run only when named: see benchmarks.ppo / run_gen_hf_batched
 ALL_WORKLOADS = WORKLOADS + OPTIONAL_WORKLOADS
 FRAMEWORKS = ("selfalign", "baseline")
 
@@ -337,8 +337,58 @@ def run_gen_selfalign(spec: dict) -> dict[str, Any]:
             "pre_seconds": 0.0, "tokens": tokens, "losses": []}
 
 
+def _load_hf(spec: dict):
+    import torch  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    tok = AutoTokenizer.from_pretrained(spec["lm"])
+    model = AutoModelForCausalLM.from_pretrained(spec["lm"], dtype=_dtype(spec)).to(spec["device"]).eval()
+    return tok, model
+
+
+def run_gen_hf_batched(spec: dict) -> dict[str, Any]:
+    """``transformers``' own batched ``generate`` (left padding, sampling, ``num_return_sequences``)
+    with ``rows`` sequences per call, for each ``rows`` in ``gen.hf_rows``; the best is the result,
+    every size is reported in ``by_rows``. Prompts in the file's order (no length sorting: the plain
+    library call)."""
+    import torch
+
+    g = spec["gen"]
+    prompts, _ = _prompts(spec)
+    tok, model = _load_hf(spec)
+    tok.padding_side = "left"
+    eos = {int(tok.eos_token_id)}
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+             for p in prompts]
+    by_rows = {}
+    for rows in g.get("hf_rows", [64, 256]):
+        per_call = max(1, rows // g["num_samples"])
+        torch.manual_seed(spec["seed"])
+        tokens = 0
+        _sync(spec["device"])
+        t = time.perf_counter()
+        for s in range(0, len(texts), per_call):
+            enc = tok(texts[s:s + per_call], return_tensors="pt", padding=True, add_special_tokens=False
+                      ).to(spec["device"])
+            with torch.inference_mode():
+                out = model.generate(**enc, do_sample=True, temperature=g["temperature"], top_p=g["top_p"], top_k=0,
+                                     max_new_tokens=g["max_new_tokens"], num_return_sequences=g["num_samples"],
+                                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            tokens += _count_tokens(out[:, enc["input_ids"].shape[1]:].tolist(), eos)
+        _sync(spec["device"])
+        dt = time.perf_counter() - t
+        by_rows[rows] = {"seconds": dt, "tokens": tokens, "tokens_per_s": tokens / dt}
+    best = max(by_rows, key=lambda r: by_rows[r]["tokens_per_s"])
+    return {"framework_label": f"HF generate batched ({best} rows)", "steps": 1,
+            "step_seconds": [by_rows[best]["seconds"]], "pre_seconds": 0.0, "tokens": by_rows[best]["tokens"],
+            "losses": [], "by_rows": by_rows}
+
+
 def run_gen_baseline(spec: dict) -> dict[str, Any]:
-    """One ``model.generate`` call per prompt with ``num_return_sequences`` samples."""
+    """One ``model.generate`` call per prompt with ``num_return_sequences`` samples (on the first
+    ``gen.baseline_prompts`` prompts when set: a rate, so fewer prompts measure the same thing)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -346,6 +396,7 @@ def run_gen_baseline(spec: dict) -> dict[str, Any]:
     hf_logging.set_verbosity_error()
     g = spec["gen"]
     prompts, _ = _prompts(spec)
+    prompts = prompts[: g.get("baseline_prompts") or len(prompts)]
     tok = AutoTokenizer.from_pretrained(spec["lm"])
     model = AutoModelForCausalLM.from_pretrained(spec["lm"], dtype=_dtype(spec)).to(spec["device"]).eval()
     eos = {int(tok.eos_token_id)}
@@ -375,6 +426,8 @@ def run_one(framework: str, workload: str, spec: dict, workdir: Path) -> dict[st
     try:
         if workload == "gen":
             r = run_gen_selfalign(spec) if framework == "selfalign" else run_gen_baseline(spec)
+        elif workload == "genbatch":
+            r = run_gen_selfalign(spec) if framework == "selfalign" else run_gen_hf_batched(spec)
         elif workload == "ppo":
             if framework != "selfalign":
                 raise ValueError("the ppo baseline runs in its own venv: benchmarks/peers/trl_ppo.py")

@@ -10,6 +10,18 @@ os.environ.setdefault("SELFALIGN_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped when CUDA is not available (CI never needs a GPU)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run on a GPU machine: scripts/gpu_check.sh)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """Path of a tiny random Llama causal LM folder (hidden 64, 2 layers) + SmolLM2 tokenizer."""

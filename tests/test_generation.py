@@ -12,6 +12,7 @@ from selfalign.errors import ConfigError, DataError
 from selfalign.generation import SamplingParams, build_engine, generate_records
 from selfalign.generation.engine import check_prompt_records, shard_dir_for
 from selfalign.generation.hf import RowSampler, parse_row, row_seed
+from selfalign.generation.rng import row_uniform, row_uniforms
 
 PROMPTS = ["What is the capital of France?", "Name three colours.",
            [{"role": "user", "content": "Write a haiku about rain."}], "Hi", "Explain gravity in one line."]
@@ -57,7 +58,7 @@ def _reference_top_p(logits, seeds, temperature, top_p):
     """Straightforward per-row nucleus sampling over the fully sorted vocabulary."""
     picks = []
     for row, seed in zip(logits, seeds):
-        u = torch.rand((), generator=torch.Generator().manual_seed(seed)).item()
+        u = row_uniform(seed, 0)  # the first decoding step's number (generation/rng.py)
         p, order = torch.sort(torch.softmax(row / temperature, -1), descending=True)
         p = p.masked_fill(p.cumsum(-1) - p >= top_p, 0.0)
         cdf = p.cumsum(-1)
@@ -73,6 +74,30 @@ def test_row_sampler_top_p_equals_full_sort_reference(spread):
     seeds = [row_seed(5, "r", i) for i in range(64)]
     got = RowSampler(seeds, 0.9, top_p=0.9)(None, logits).argmax(-1).tolist()
     assert got == _reference_top_p(logits, seeds, 0.9, 0.9)
+
+
+def test_row_uniforms_match_the_python_definition_bit_for_bit():
+    import random
+
+    rng = random.Random(0)
+    seeds = [rng.getrandbits(63) for _ in range(500)] + [0, 1, (1 << 63) - 1]
+    for step in (0, 1, 63, 10**6):
+        assert row_uniforms(torch.tensor(seeds), step).tolist() == [row_uniform(s, step) for s in seeds]
+    # a hand-checked value: SplitMix64 of γ (seed 0, step 0) is 0xE220A8397B1DCDAF
+    assert row_uniform(0, 0) == (0xE220A8397B1DCDAF >> 40) / 2**24
+    u = row_uniforms(torch.tensor(seeds[:500]), 3)
+    assert 0.0 <= float(u.min()) and float(u.max()) < 1.0 and abs(float(u.mean()) - 0.5) < 0.05
+
+
+def test_row_sampler_advances_one_step_per_call_and_keeps_rows():
+    seeds = [row_seed(2, "s", i) for i in range(4)]
+    flat = torch.zeros(4, 1000)
+    s = RowSampler(seeds, 1.0)
+    first, second = s.sample(flat)[:, 0].tolist(), s.sample(flat)[:, 0].tolist()
+    assert first == [int(row_uniform(x, 0) * 1000) for x in seeds]
+    assert second == [int(row_uniform(x, 1) * 1000) for x in seeds]
+    s.keep([1, 3])  # rows 0 and 2 finished: the others keep their own stream
+    assert s.sample(flat[:2])[:, 0].tolist() == [int(row_uniform(seeds[i], 2) * 1000) for i in (1, 3)]
 
 
 def test_row_seed_is_stable_and_distinct():

@@ -48,4 +48,5 @@ def decode_cache(config: Any, max_len: int) -> Any:
             or getattr(text, "kv_sharing_modes", None) is not None:
         return DynamicCache(config=config)
     cls = _layer_cls()
-    return Cache(layers=[cls(max_cache_len=max_len) for _ in range(n)])
+    with torch.device("cpu"):  # a layer makes host counters and moves them to the keys' device on first use
+        return Cache(layers=[cls(max_cache_len=max_len) for _ in range(n)])

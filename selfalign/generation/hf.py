@@ -4,9 +4,10 @@ Throughput on CPU and GPU comes from putting many sequences in each ``generate``
 are sorted by token length (so a batch wastes little padding), each prompt is repeated
 ``num_samples`` times inside the batch, prompts are left-padded, and the KV cache is used.
 
-Sampling uses one ``torch.Generator`` per row (seeded from the seed, the record key and the sample
-index), which makes a prompt's samples independent of its batch neighbours and of the batch size.
-Stop strings end a row as soon as its recent text contains one.
+Sampling gives every row its own seed (from the seed, the record key and the sample index) and
+draws its random numbers from a counter-based generator on the device (:mod:`.rng`), which makes a
+prompt's samples independent of its batch neighbours, the batch size and the device, with no
+per-row host work per step. Stop strings end a row as soon as its recent text contains one.
 
 Decoding is our own loop over the model's forward with a ``DynamicCache`` (``prune=True``, the
 default): a row that has finished (EOS, stop string) leaves the batch — its KV cache rows are
@@ -14,7 +15,8 @@ dropped — so the remaining rows stop paying for it. ``transformers``' ``genera
 rows in the batch until the longest one ends; with answers of mixed lengths that is a quarter or
 more of the decode work. ``prune=False`` runs ``generate`` with the same sampler (a logits
 processor) and gives the same tokens (tested); it is the fallback for models whose cache cannot
-drop rows.
+drop rows. Per decoding step the host does one synchronisation (how many rows finished); the
+tokens come back to the host once per batch (and every step only when stop strings are set).
 """
 
 from __future__ import annotations
@@ -54,26 +56,30 @@ def eos_ids_of(model: Any, tokenizer: Any) -> list[int]:
 
 
 class RowSampler(LogitsProcessor):
-    """Logits processor that samples one token per row with that row's own generator.
+    """Logits processor that samples one token per row with that row's own random numbers.
 
     ``__call__(input_ids, scores)`` applies temperature, top-k and top-p to ``scores`` (B, V) and
     returns a tensor that is 0 at the sampled token and -inf elsewhere, so greedy decoding picks
-    exactly the sampled token. Inverse-CDF sampling: u ~ U[0,1) from the row's generator, token =
-    first index whose cumulative probability exceeds u · total.
+    exactly the sampled token. Inverse-CDF sampling: u = ``row_uniforms(seed, t)`` for the row's
+    seed and the decoding step t (:mod:`selfalign.generation.rng`: counter-based, computed on the
+    logits' device for all rows at once), token = first index whose cumulative probability exceeds
+    u · total. Each call is one decoding step (the counter advances).
     """
 
     def __init__(self, seeds: Sequence[int], temperature: float, top_k: int = 0, top_p: float = 1.0):
         if temperature <= 0:
             raise ValueError("RowSampler needs temperature > 0 (use greedy decoding for 0)")
-        self.gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.seeds = torch.tensor([int(s) for s in seeds], dtype=torch.int64, device="cpu")
+        self.step = 0
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
 
     # top-p looks at the best 256 tokens, then 4096, then all: exact, and cheap when mass is peaked
     nucleus_candidates = 256
 
-    def keep(self, rows: Sequence[int]) -> None:
-        """Keep only the generators of ``rows`` (rows that finished leave the batch)."""
-        self.gens = [self.gens[i] for i in rows]
+    def keep(self, rows: torch.Tensor | Sequence[int]) -> None:
+        """Keep only the seeds of ``rows`` (rows that finished leave the batch)."""
+        idx = rows if isinstance(rows, torch.Tensor) else torch.tensor(list(rows), dtype=torch.long, device="cpu")
+        self.seeds = self.seeds[idx.to(self.seeds.device)]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         idx = self.sample(scores)
@@ -82,11 +88,15 @@ class RowSampler(LogitsProcessor):
         return out
 
     def sample(self, scores: torch.Tensor) -> torch.Tensor:
-        """One sampled token id per row, shape (B, 1); draws one uniform number per row."""
+        """One sampled token id per row, shape (B, 1), for this decoding step; advances the step."""
+        from selfalign.generation.rng import row_uniforms
+
         x = scores.float() / self.temperature
         vocab = x.shape[-1]
-        u = torch.tensor([torch.rand((), generator=g).item() for g in self.gens], dtype=torch.float32,
-                         device=x.device).unsqueeze(1)
+        if self.seeds.device != x.device:
+            self.seeds = self.seeds.to(x.device)
+        u = row_uniforms(self.seeds, self.step).unsqueeze(1)
+        self.step += 1
         k = self.top_k if 0 < self.top_k < vocab else 0
         if not k and self.top_p >= 1.0:  # plain temperature sampling over the whole vocabulary
             probs = torch.softmax(x, dim=-1)
@@ -281,39 +291,54 @@ class HFEngine:
         """
         from selfalign.generation.cache import decode_cache
 
-        n = ids.shape[0]
+        n, dev = ids.shape[0], ids.device
         sampler = RowSampler(seeds, params.temperature, params.top_k, params.top_p) \
             if params.temperature > 0 else None
-        eos = torch.tensor(self.eos_ids, dtype=torch.long, device=ids.device)
+        eos = torch.tensor(self.eos_ids, dtype=torch.long, device=dev)
         stops = StopOnStrings(self.tokenizer, params.stop, 0) if params.stop else None
-        out: list[list[int]] = [[] for _ in range(n)]
-        alive = list(range(n))  # original row index of each row still in the batch
+        steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # per step: (tokens [b], their original rows [b])
+        rows = torch.arange(n, device=dev)  # original row index of each row still in the batch
+        texts: list[list[int]] = [[] for _ in range(n)]  # host copy, kept only for stop strings
+        alive = list(range(n))
         cache = decode_cache(self.model.config, ids.shape[1] + params.max_new_tokens)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         step_ids = ids
         with torch.inference_mode():
-            for _ in range(params.max_new_tokens):
+            for t in range(params.max_new_tokens):
                 logits = self._last_logits(step_ids, mask, pos, cache)
                 nxt = sampler.sample(logits) if sampler is not None else logits.argmax(-1, keepdim=True)
-                for j, r in enumerate(alive):
-                    out[r].append(int(nxt[j, 0]))
+                steps.append((nxt[:, 0], rows))
                 done = torch.isin(nxt[:, 0], eos)
                 if stops is not None:
-                    tails = [torch.tensor(out[r][-stops.window:], dtype=torch.long).unsqueeze(0) for r in alive]
-                    done |= torch.tensor([bool(stops(t, None)[0]) for t in tails], device=done.device)
-                if bool(done.all()):
+                    done |= self._stop_hits(stops, nxt[:, 0].tolist(), alive, texts, dev)
+                n_done = int(done.sum())  # the one host synchronisation of a step
+                if n_done == rows.shape[0] or t == params.max_new_tokens - 1:
                     break
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
                 pos = mask.sum(-1, keepdim=True) - 1
                 step_ids = nxt
-                if bool(done.any()):
+                if n_done:
                     keep = (~done).nonzero().flatten()
                     cache.batch_select_indices(keep)
-                    mask, pos, step_ids = mask[keep], pos[keep], step_ids[keep]
+                    mask, pos, step_ids, rows = mask[keep], pos[keep], step_ids[keep], rows[keep]
                     if sampler is not None:
-                        sampler.keep(keep.tolist())
-                    alive = [alive[j] for j in keep.tolist()]
+                        sampler.keep(keep)
+                    if stops is not None:
+                        alive = [alive[j] for j in keep.tolist()]
+        out: list[list[int]] = [[] for _ in range(n)]
+        if steps:  # one device-to-host copy for the whole batch
+            for r, tok in zip(torch.cat([w for _, w in steps]).tolist(), torch.cat([x for x, _ in steps]).tolist()):
+                out[r].append(tok)
         return out
+
+    def _stop_hits(self, stops: StopOnStrings, toks: list[int], alive: list[int], texts: list[list[int]],
+                   device: torch.device) -> torch.Tensor:
+        """Append this step's tokens to the host copies of the alive rows; True where a row's recent text
+        now contains a stop string."""
+        for j, r in enumerate(alive):
+            texts[r].append(toks[j])
+        tails = self.tokenizer.batch_decode([texts[r][-stops.window:] for r in alive], skip_special_tokens=True)
+        return torch.tensor([any(s in tx for s in stops.stops) for tx in tails], dtype=torch.bool, device=device)
 
     def _last_logits(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
         """Logits of the last position; the cache goes in as ``cache=`` where the model's forward

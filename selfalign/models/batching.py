@@ -12,11 +12,11 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, left: bool = True) -> 
     """``(input_ids, attention_mask)`` [len(seqs), longest] (long) with ``seqs`` padded by ``pad_id``
     on the left (``left=True``, for reading or generating at the last position) or the right."""
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device="cpu")
+    mask = torch.zeros((len(seqs), width), dtype=torch.long, device="cpu")
     for row, s in enumerate(seqs):
         cols = slice(width - len(s), width) if left else slice(0, len(s))
-        ids[row, cols] = torch.tensor(list(s), dtype=torch.long)
+        ids[row, cols] = torch.tensor(list(s), dtype=torch.long, device="cpu")
         mask[row, cols] = 1
     return ids, mask
 

@@ -60,7 +60,7 @@ def answer_logprobs(model: Any, tokenizer: Any, contexts: Sequence[str], answers
     from selfalign.utils.progress import Bar
 
     if not contexts:
-        return torch.empty((0, len(answers) + int(with_top)))
+        return torch.empty((0, len(answers) + int(with_top)), device="cpu")
     ctx0, ids = continuation_ids(tokenizer, contexts[0], list(answers), add_special_tokens)
     if ctx0 != contexts[0]:
         cut = len(contexts[0]) - len(ctx0)
@@ -96,8 +96,8 @@ def shared_prefix_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], tok
     if sorted(i for g in groups for i in g) != list(range(len(texts))):
         raise ValueError("groups must cover every text exactly once")
     device = next(model.parameters()).device
-    cand = torch.tensor(list(token_ids), dtype=torch.long)
-    out = torch.empty((len(texts), len(cand)), dtype=torch.float32)
+    cand = torch.tensor(list(token_ids), dtype=torch.long, device="cpu")
+    out = torch.empty((len(texts), len(cand)), dtype=torch.float32, device="cpu")
     was_training = model.training
     model.eval()
     try:
@@ -112,7 +112,7 @@ def shared_prefix_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], tok
                 for k in range(0, len(g), batch_size):
                     rows = g[k:k + batch_size]
                     logits = _suffix_last_logits(model, [enc[i][L:] for i in rows], L, cache, device)
-                    out[torch.tensor(rows)] = torch.log_softmax(logits, dim=-1).cpu()[:, cand]
+                    out[torch.tensor(rows, device="cpu")] = torch.log_softmax(logits, dim=-1).cpu()[:, cand]
                     if on_batch is not None:
                         on_batch(len(rows))
     finally:
@@ -125,19 +125,19 @@ def _suffix_last_logits(model: Any, suffixes: list[list[int]], L: int, cache: An
     import copy
 
     b, S = len(suffixes), max(len(s) for s in suffixes)
-    ids = torch.zeros((b, S), dtype=torch.long)
-    mask = torch.zeros((b, L + S), dtype=torch.long)
+    ids = torch.zeros((b, S), dtype=torch.long, device="cpu")
+    mask = torch.zeros((b, L + S), dtype=torch.long, device="cpu")
     mask[:, :L] = 1
     for r, s in enumerate(suffixes):
-        ids[r, :len(s)] = torch.tensor(s)
+        ids[r, :len(s)] = torch.tensor(s, dtype=torch.long, device="cpu")
         mask[r, L:L + len(s)] = 1
     kw: dict[str, Any] = {}
     if cache is not None:
         c = copy.deepcopy(cache)
         c.batch_repeat_interleave(b)
         kw["past_key_values"] = c
-    pos = torch.arange(L, L + S).unsqueeze(0).expand(b, S)
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+    pos = torch.arange(L, L + S, device=device).unsqueeze(0).expand(b, S)
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos,
                    use_cache=cache is not None, **kw).logits
     last = torch.tensor([len(s) - 1 for s in suffixes], device=logits.device)
     return logits[torch.arange(b, device=logits.device), last].float()
@@ -163,8 +163,8 @@ def next_token_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], token_
     enc = [list(tokenizer(t, add_special_tokens=add_special_tokens)["input_ids"]) for t in texts]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
-    cand = torch.tensor(list(token_ids), dtype=torch.long)
-    out = torch.empty((len(texts), len(cand) + int(with_top)), dtype=torch.float32)
+    cand = torch.tensor(list(token_ids), dtype=torch.long, device="cpu")
+    out = torch.empty((len(texts), len(cand) + int(with_top)), dtype=torch.float32, device="cpu")
     was_training = model.training
     model.eval()
     try:
@@ -175,7 +175,7 @@ def next_token_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], token_
                 rows = logp[:, cand]
                 if with_top:
                     rows = torch.cat([rows, logp.max(-1, keepdim=True).values], dim=-1)
-                out[torch.tensor(idx)] = rows
+                out[torch.tensor(idx, device="cpu")] = rows
                 if on_batch is not None:
                     on_batch(len(idx))
     finally:

@@ -97,7 +97,7 @@ def set_rng_state(js: dict, tensors: dict[str, torch.Tensor]) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(tensors["torch"])
     if torch.cuda.is_available():
-        states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda"))]
+        states = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda")), key=lambda k: int(k[4:]))]
         if len(states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(states)
 

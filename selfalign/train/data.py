@@ -297,9 +297,9 @@ def micro_batches(batch: list[int], lengths: Sequence[int], per_device: int, ran
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
     width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), value, dtype=torch.long)
+    out = torch.full((len(rows), width), value, dtype=torch.long, device="cpu")
     for i, r in enumerate(rows):
-        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        out[i, :len(r)] = torch.tensor(r, dtype=torch.long, device="cpu")
     return out
 
 
@@ -316,11 +316,11 @@ def collate_pairs(examples: list[PairExample], pad_id: int) -> dict[str, torch.T
         "input_ids": _pad(seqs, pad_id),
         "attention_mask": _pad([[1] * len(s) for s in seqs], 0),
         "loss_mask": _pad(masks, 0),
-        "margin": torch.tensor([float("nan") if e.margin is None else e.margin for e in examples]),
+        "margin": torch.tensor([float("nan") if e.margin is None else e.margin for e in examples], device="cpu"),
     }
     if all(e.ref_chosen is not None for e in examples):
         batch["ref_logps"] = torch.tensor([e.ref_chosen for e in examples] + [e.ref_rejected for e in examples],
-                                          dtype=torch.float32)
+                                          dtype=torch.float32, device="cpu")
     return batch
 
 
@@ -335,7 +335,7 @@ def collate_seqs(examples: list[SeqExample], pad_id: int) -> dict[str, torch.Ten
         for e in examples:
             p = e.position_ids if e.position_ids is not None else list(range(e.length))
             pos.append(p + list(range(width - len(p))))
-        batch["position_ids"] = torch.tensor(pos, dtype=torch.long)
+        batch["position_ids"] = torch.tensor(pos, dtype=torch.long, device="cpu")
     else:
         batch["attention_mask"] = _pad([[1] * e.length for e in examples], 0)
     return batch

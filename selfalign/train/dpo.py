@@ -120,7 +120,7 @@ def _cache_key(cfg: DPOConfig, ref_spec: str, sets: list[list[PairExample]]) -> 
         h.update(b"|set|")
         for e in examples:
             for part in (e.chosen_prompt, e.chosen, e.rejected_prompt, e.rejected):
-                h.update(torch.tensor(part, dtype=torch.int64).numpy().tobytes())
+                h.update(torch.tensor(part, dtype=torch.int64, device="cpu").numpy().tobytes())
                 h.update(b",")
     return h.hexdigest()[:32]
 
@@ -145,7 +145,7 @@ def precompute_reference(cfg: DPOConfig, sets: list[list[PairExample]], ref_fn: 
     tensors = {}
     with Bar("reference log-probs", total=total, unit="pair") as bar:
         for i, examples in enumerate(sets):
-            vals = torch.zeros(len(examples), 2)
+            vals = torch.zeros(len(examples), 2, device="cpu")
             order = sorted(range(len(examples)), key=lambda j: -examples[j].length)
             for s in range(0, len(order), bs):
                 idx = order[s:s + bs]

@@ -132,7 +132,7 @@ def _reduce(sums: dict[str, torch.Tensor], accelerator) -> dict[str, float]:
     if not sums:
         return {}
     keys = sorted(sums)
-    vec = torch.stack([sums[k].detach().float().reshape(()) for k in keys]).to(accelerator.device)
+    vec = torch.stack([sums[k].detach().float().reshape(()) for k in keys])
     if accelerator.num_processes > 1:
         vec = accelerator.reduce(vec, reduction="sum")
     return dict(zip(keys, vec.tolist()))
@@ -279,7 +279,7 @@ def _train_step(run: _Run, gb: list[int]) -> _Step:
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
 
-    sums["_tokens"] = torch.tensor(float(tokens))
+    sums["_tokens"] = torch.tensor(float(tokens), device=acc.device)
     step_vals = _reduce(sums, acc)
     step_tokens = int(step_vals.pop("_tokens"))
     return _Step(count, step_vals, step_tokens, grad_norm, lr)

@@ -198,12 +198,12 @@ def encode_rollout(prompts: list[list[int]], responses: list[list[int]], pad_id:
     P = max(len(p) for p in prompts)
     T = max(len(r) for r in responses)
     n = len(prompts)
-    ids = torch.full((n, P + T), pad_id, dtype=torch.long)
-    am = torch.zeros((n, P + T), dtype=torch.long)
-    rmask = torch.zeros((n, T), dtype=torch.long)
+    ids = torch.full((n, P + T), pad_id, dtype=torch.long, device="cpu")
+    am = torch.zeros((n, P + T), dtype=torch.long, device="cpu")
+    rmask = torch.zeros((n, T), dtype=torch.long, device="cpu")
     for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-        ids[i, P - len(p):P] = torch.tensor(p, dtype=torch.long)
-        ids[i, P:P + len(r)] = torch.tensor(r, dtype=torch.long)
+        ids[i, P - len(p):P] = torch.tensor(p, dtype=torch.long, device="cpu")
+        ids[i, P:P + len(r)] = torch.tensor(r, dtype=torch.long, device="cpu")
         am[i, P - len(p):P + len(r)] = 1
         rmask[i, :len(r)] = 1
     pos = (am.cumsum(-1) - 1).clamp(min=0)

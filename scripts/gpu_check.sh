@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GPU check: the `gpu` tests and the side-by-side benchmark (DPO, SFT, RM, generation) on one CUDA
+# GPU, in under 8 minutes, on an offline machine prepared as in docs/gpu.md (wheels in .gpu/whl,
+# tokenizer files in .gpu/tok; random-init models of the SmolLM2-135M and -1.7B shapes are built
+# here). Prints the tables; logs, JSON and Markdown go to $OUT (default ./gpu-check-out).
+#
+#   bash scripts/gpu_check.sh            # everything
+#   GPU_CHECK_SKIP_TESTS=1 bash scripts/gpu_check.sh   # benchmarks only
+#
+# Each part runs under its own time limit, so a slow or failing part never takes the others down;
+# the exit status is non-zero when any part failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-check-out}
+mkdir -p "$OUT"
+T0=$SECONDS
+status=0
+log() { echo "[gpu_check $((SECONDS - T0)) s] $*" | tee -a "$OUT/progress.log"; }
+part() {  # part NAME SECONDS CMD... : run with a time limit, keep the log, remember failures
+  local name=$1 limit=$2; shift 2
+  log "start $name (limit ${limit} s)"
+  timeout "$limit" "$@" > >(tee "$OUT/$name.log") 2>&1
+  local rc=$?
+  [ $rc -ne 0 ] && status=1
+  log "end $name: exit $rc"
+}
+
+# shellcheck source=scripts/gpu_setup.sh
+source scripts/gpu_setup.sh > >(tee "$OUT/setup.log") 2>&1 || { log "setup failed"; exit 1; }
+export SELFALIGN_HOME=${SELFALIGN_HOME:-/tmp/selfalign-home} SELFALIGN_NO_PROGRESS=1 TOKENIZERS_PARALLELISM=false
+# the tests' tiny models take the tokenizer of the registry model: the random 135M-shape folder serves
+mkdir -p "$SELFALIGN_HOME/models"
+[ -e "$SELFALIGN_HOME/models/smollm2-135m" ] || ln -s /tmp/m135 "$SELFALIGN_HOME/models/smollm2-135m"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+
+if [ -z "${GPU_CHECK_SKIP_TESTS:-}" ]; then
+  part gpu_tests 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
+fi
+B="python3 -m benchmarks.run --device cuda --model /tmp/m17 --workdir /tmp/bench17"
+part bench_train 240 $B --full --workloads dpo,sft,rm --json "$OUT/bench_train.json" --markdown "$OUT/bench_train.md"
+part bench_gen 150 $B --full --workloads gen,genbatch --json "$OUT/bench_gen.json" --markdown "$OUT/bench_gen.md"
+if [ $((SECONDS - T0)) -lt 390 ]; then
+  part bench_real 100 $B --real --workloads dpo --json "$OUT/bench_real.json" --markdown "$OUT/bench_real.md"
+else
+  log "skipped bench_real (batch 16 × 512 tokens): out of the 8-minute budget"
+fi
+log "done in $((SECONDS - T0)) s, status $status"
+for f in "$OUT"/bench_*.md; do [ -f "$f" ] && { echo "== $f"; cat "$f"; }; done
+exit $status
