@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check: the `gpu` tests and the side-by-side benchmark (DPO, SFT, RM, generation) on one CUDA
+# GPU check: the `gpu` tests and the side-by-side benchmarks (DPO, SFT, RM, generation) on one CUDA
 # GPU, in under 8 minutes, on an offline machine prepared as in docs/gpu.md (wheels in .gpu/whl,
 # tokenizer files in .gpu/tok; random-init models of the SmolLM2-135M and -1.7B shapes are built
 # here). Prints the tables; logs, JSON and Markdown go to $OUT (default ./gpu-check-out).
@@ -34,16 +34,22 @@ mkdir -p "$SELFALIGN_HOME/models"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 
 if [ -z "${GPU_CHECK_SKIP_TESTS:-}" ]; then
-  part gpu_tests 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
+  part gpu_tests 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py
 fi
+# 1.7B shape, bf16; 5 optimizer steps of batch 8 (the mean leaves out step 1)
 B="python3 -m benchmarks.run --device cuda --model /tmp/m17 --workdir /tmp/bench17"
-part bench_train 240 $B --full --workloads dpo,sft,rm --json "$OUT/bench_train.json" --markdown "$OUT/bench_train.md"
-part bench_gen 150 $B --full --workloads gen,genbatch --json "$OUT/bench_gen.json" --markdown "$OUT/bench_gen.md"
-if [ $((SECONDS - T0)) -lt 390 ]; then
-  part bench_real 100 $B --real --workloads dpo --json "$OUT/bench_real.json" --markdown "$OUT/bench_real.md"
+part bench_train 240 $B --full --steps 5 --workloads dpo,sft,rm --json "$OUT/bench_train.json" \
+  --markdown "$OUT/bench_train.md"
+# generation, 64 prompts × 4 samples × 128 tokens, every option on one loaded model: selfalign's engine
+# (64 / 256 rows), the engine through transformers' generate, transformers' batched generate (64 / 256
+# rows), one generate call per prompt (on 8 prompts: a rate), transformers' continuous batching
+part gen_options 200 python3 -m benchmarks.gen_options --model /tmp/m17 --device cuda --json "$OUT/gen_options.json"
+if [ $((SECONDS - T0)) -lt 380 ]; then
+  part bench_real 80 $B --real --steps 4 --workloads dpo --json "$OUT/bench_real.json" --markdown "$OUT/bench_real.md"
 else
   log "skipped bench_real (batch 16 × 512 tokens): out of the 8-minute budget"
 fi
 log "done in $((SECONDS - T0)) s, status $status"
 for f in "$OUT"/bench_*.md; do [ -f "$f" ] && { echo "== $f"; cat "$f"; }; done
+grep -h "tok/s" "$OUT/gen_options.log" 2>/dev/null
 exit $status
