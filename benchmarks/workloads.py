@@ -232,7 +232,7 @@ def run_selfalign(kind: str, spec: dict, out_dir: str) -> dict[str, Any]:
         max_steps=spec["steps"], max_length=spec["max_length"], seed=spec["seed"], logging_steps=1,
         dtype=_dtype(spec), mixed_precision="bf16" if gpu else "no", cpu=not gpu, lr_scheduler="linear",
         warmup_steps=0, warmup_ratio=0.0, weight_decay=0.0, max_grad_norm=1.0, group_by_length=True,
-        gradient_checkpointing=False, disable_dropout=True, save_steps=0,
+        gradient_checkpointing=False, disable_dropout=True, save_steps=0, overwrite=True,
     )
     common.update(spec.get("selfalign_overrides", {}).get(kind, {}))
     clock = _clock_logger(spec["device"])
@@ -285,20 +285,20 @@ def run_selfalign(kind: str, spec: dict, out_dir: str) -> dict[str, Any]:
 
 
 def _mark_loop_start(kind: str, clock, device: str) -> None:
-    """Note the time when the trainer enters its training loop (wraps the module's ``train_loop``)."""
-    import importlib
+    """Note the time when the first optimizer step starts (wraps the loop's ``_train_step``), after the
+    trainer's setup (optimizer, device placement, resume) — where TRL's ``on_step_begin`` starts its
+    clock too. ``kind`` is unused (every trainer shares the loop)."""
+    from selfalign.train import loop
 
-    module = importlib.import_module(f"selfalign.train.{kind}")
-    inner = getattr(module, "train_loop", None)
-    if inner is None:
-        return
+    inner = loop._train_step
 
-    def entered(*a, **k):
-        _sync(device)
-        clock.start = (time.perf_counter(), time.process_time())
+    def first_step(*a, **k):
+        if clock.start is None:
+            _sync(device)
+            clock.start = (time.perf_counter(), time.process_time())
         return inner(*a, **k)
 
-    module.train_loop = entered
+    loop._train_step = first_step
 
 
 # ------------------------------------------------------------------------------------------ generation

@@ -71,6 +71,7 @@ class RowSampler(LogitsProcessor):
             raise ValueError("RowSampler needs temperature > 0 (use greedy decoding for 0)")
         self.seeds = torch.tensor([int(s) for s in seeds], dtype=torch.int64, device="cpu")
         self.step = 0
+        self._level = 0  # candidate size to try first for top-p (see sample)
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
 
     # top-p looks at the best 256 tokens, then 4096, then all: exact, and cheap when mass is peaked
@@ -111,10 +112,14 @@ class RowSampler(LogitsProcessor):
                 vals, order = torch.topk(x, k, dim=-1)
                 lse = torch.logsumexp(vals, -1, keepdim=True)  # top-k renormalises first
             else:
-                for n_cand in (self.nucleus_candidates, 16 * self.nucleus_candidates, vocab):
-                    vals, order = torch.topk(x, min(n_cand, vocab), dim=-1)  # sorted, largest first
-                    if n_cand >= vocab or not bool((torch.exp(vals - lse).sum(-1) < self.top_p).any()):
+                sizes = (self.nucleus_candidates, 16 * self.nucleus_candidates, vocab)
+                for level in range(self._level, len(sizes)):
+                    vals, order = torch.topk(x, min(sizes[level], vocab), dim=-1)  # sorted, largest first
+                    if sizes[level] >= vocab or not bool((torch.exp(vals - lse).sum(-1) < self.top_p).any()):
                         break  # every row's nucleus lies inside the candidates
+                # the next step starts at the size that sufficed here (a flat distribution stays flat
+                # for a while: the sizes that just failed are skipped); every 32 steps one size smaller
+                self._level = level if self.step % 32 else max(level - 1, 0)
             probs = torch.exp(vals - lse)
             if self.top_p < 1.0:
                 before = probs.cumsum(-1) - probs  # mass strictly before each token
@@ -185,7 +190,6 @@ class HFEngine:
             torch.set_num_threads(num_threads)
         self.batch_size = batch_size
         self.prune = prune
-        self._forward_params: set[str] | None = None
         self.chat_template = chat_template
         self.system_prompt = system_prompt
         self.max_prompt_tokens = max_prompt_tokens
@@ -344,13 +348,11 @@ class HFEngine:
         """Logits of the last position; the cache goes in as ``cache=`` where the model's forward
         names that parameter (transformers ≥ 5.24, where ``past_key_values=`` is deprecated), else as
         ``past_key_values=``; ``logits_to_keep=1`` where the forward names it."""
-        if self._forward_params is None:
-            import inspect
+        from selfalign.models.forward import cache_kwarg, forward_params
 
-            self._forward_params = set(inspect.signature(self.model.forward).parameters)
         kw: dict[str, Any] = dict(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        kw["cache" if "cache" in self._forward_params else "past_key_values"] = cache
-        if "logits_to_keep" in self._forward_params:
+        kw[cache_kwarg(self.model)] = cache
+        if "logits_to_keep" in forward_params(self.model):
             kw["logits_to_keep"] = 1
         return self.model(**kw).logits[:, -1, :].float()
 

@@ -14,6 +14,7 @@ import torch
 
 from selfalign.errors import ConfigError
 from selfalign.models.batching import padded_batches
+from selfalign.models.forward import cache_kwarg, output_cache
 
 
 def continuation_ids(tokenizer: Any, context: str, continuations: Sequence[str],
@@ -108,7 +109,7 @@ def shared_prefix_logprobs(model: Any, tokenizer: Any, texts: Sequence[str], tok
                 cache = None
                 if L:
                     prefix = torch.tensor([enc[g[0]][:L]], device=device)
-                    cache = model(input_ids=prefix, use_cache=True).past_key_values
+                    cache = output_cache(model(input_ids=prefix, use_cache=True))
                 for k in range(0, len(g), batch_size):
                     rows = g[k:k + batch_size]
                     logits = _suffix_last_logits(model, [enc[i][L:] for i in rows], L, cache, device)
@@ -135,7 +136,7 @@ def _suffix_last_logits(model: Any, suffixes: list[list[int]], L: int, cache: An
     if cache is not None:
         c = copy.deepcopy(cache)
         c.batch_repeat_interleave(b)
-        kw["past_key_values"] = c
+        kw[cache_kwarg(model)] = c
     pos = torch.arange(L, L + S, device=device).unsqueeze(0).expand(b, S)
     logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos,
                    use_cache=cache is not None, **kw).logits
