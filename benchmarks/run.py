@@ -300,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in every worker")
+    ap.add_argument("--gen-baseline-prompts", type=int, default=None, metavar="K",
+                    help="the per-prompt generate baseline on the first K prompts only (a rate: fewer prompts "
+                         "measure the same thing in less time)")
     ap.add_argument("--workdir", default=None, help="default: <selfalign cache>/bench/<mode>")
     ap.add_argument("--json", default=None, help="write all results (and machine details) here")
     ap.add_argument("--markdown", default=None, help="write the table as Markdown here")
@@ -331,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         spec["steps"] = a.steps
     if a.threads:
         spec["threads"] = a.threads
+    if a.gen_baseline_prompts:
+        spec["gen"]["baseline_prompts"] = a.gen_baseline_prompts
     if "ppo" in workloads:
         ppo_set = {k: json.loads(v) for k, _, v in (item.partition("=") for item in a.ppo_set)}
         spec["ppo"] = bppo.prepare(spec, mode, workdir, a.steps, ppo_set)
