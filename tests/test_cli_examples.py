@@ -86,6 +86,12 @@ def _workspace(root: Path, tiny: Path) -> Path:
     import datasets
 
     datasets.Dataset.from_list(PAIRS).save_to_disk(str(root / "hf_prefs"))
+    from selfalign.tabular.tables import load_table  # tabular examples: rows written like a generator would
+
+    wine = load_table("wine").frame
+    wine.sample(60, random_state=0).to_csv(root / "synthetic.csv", index=False)
+    _jsonl(root / "generated.jsonl", [{"id": f"g{i}", "responses": [{"text": "Row: " + wine.iloc[i].to_json()}]}
+                                      for i in range(5)])
     shutil.copytree(REPO / "examples", root / "examples")
     for data in (root / "examples" / "data").glob("*.jsonl"):  # checks a tiny random model passes at times
         _jsonl(data, [{"id": f"w{n}", "prompt": f"Answer in at most {n} words.",

@@ -145,8 +145,11 @@ def test_judges_place_every_tensor(tiny_model, tiny_seq_cls, tokenizer, monkeypa
     monkeypatch.setattr(type(rm), "score", _on_meta(type(rm).score))
     out = build_judge({"type": "reward_model", "batch_size": 2}, model=rm).score_records(records)
     assert all(isinstance(r["score"], float) for r in out[0]["responses"])
+    calls = []
     for name in ("next_token_logprobs", "shared_prefix_logprobs"):
-        monkeypatch.setattr(scoring, name, _on_meta(getattr(scoring, name)))
+        guarded = _on_meta(getattr(scoring, name))
+        monkeypatch.setattr(scoring, name, lambda *a, _g=guarded, **k: calls.append(1) or _g(*a, **k))
     j = build_judge({"type": "rubric", "mode": "expected", "batch_size": 2}, model=load_causal_lm(tiny_model),
                     tokenizer=tokenizer)
     assert all(0.0 <= r["score"] <= 5.0 for r in j.score_records(records)[0]["responses"])
+    assert calls  # the guarded scoring ran (the judge reaches it through the module, not a stale copy)

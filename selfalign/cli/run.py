@@ -13,6 +13,7 @@ from selfalign.errors import ConfigError
 RECIPES = {
     "self_rewarding": "selfalign.recipes.self_rewarding:SelfRewardingConfig",
     "salmon": "selfalign.recipes.salmon:SalmonConfig",
+    "synfed": "selfalign.recipes.synfed:SynfedConfig",
 }
 
 _KEYS_EPILOG = ("Keys: every recipe key and its default: selfalign config show RECIPE.yaml "

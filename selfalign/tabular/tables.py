@@ -327,3 +327,37 @@ def train_test_split_table(table: Table, test_size: float = 0.2, seed: int = 0) 
     train, test = train_test_split(np.arange(len(table)), test_size=n_test, random_state=seed,
                                    stratify=stratify)
     return table.subset(np.sort(train)), table.subset(np.sort(test))
+
+
+# ------------------------------------------------------------------------------------ saved tables
+def save_table(table: Table, folder: str | Path) -> Path:
+    """Write ``table`` as ``folder/rows.csv`` (schema columns) + ``folder/schema.json`` (name, source,
+    target, task, numeric, categorical), atomically; :func:`read_saved_table` reads it back with the
+    same schema (no re-inference: a stage's table means the same thing to the next stage)."""
+    import json
+
+    from selfalign.data.io import atomic_output
+
+    with atomic_output(folder) as tmp:
+        tmp.mkdir(parents=True)
+        table.frame[table.columns].to_csv(tmp / "rows.csv", index=False)
+        schema = {"name": table.name, "source": table.source, "target": table.target, "task": table.task,
+                  "numeric": list(table.numeric), "categorical": list(table.categorical)}
+        (tmp / "schema.json").write_text(json.dumps(schema, indent=1) + "\n", encoding="utf-8")
+    return Path(folder)
+
+
+def read_saved_table(folder: str | Path) -> Table:
+    """The table :func:`save_table` wrote to ``folder``."""
+    import json
+
+    folder = Path(folder)
+    try:
+        schema = json.loads((folder / "schema.json").read_text(encoding="utf-8"))
+        frame = pd.read_csv(folder / "rows.csv")
+        target = schema["target"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"not a saved table ({type(e).__name__}: {e})", file=folder / "schema.json") from e
+    return table_from_frame(frame, target, name=schema.get("name", folder.name), source=schema.get("source", str(folder)),
+                            task=schema.get("task"), categorical=schema.get("categorical"),
+                            numeric=schema.get("numeric"))
