@@ -189,11 +189,17 @@ def run_recipe(cfg: SynfedConfig, st: Stages) -> Run:
 
 
 def summary(run: Run) -> None:
-    print_summary(run, {
-        "quality": ("synthetic_rows", "tstr_random_forest", "tstr_logistic", "trtr_random_forest", "dcr_median",
-                    "dcr_copies", "column_distance_mean"),
-        "pairs": ("pairs", "ties"), "dpo": ("loss", "acc")},
-        "selfalign SynFed summary (round t = rows of generator G_t; TSTR next to train-on-real)")
+    clients = range(16)
+    picks = {"quality": ("synthetic_rows", "tstr_random_forest", "tstr_logistic", "trtr_random_forest",
+                         "trtr_logistic", "dcr_median", "dcr_copies", "column_distance_mean"),
+             "pairs": ("pairs", "ties"), "dpo": ("loss", "acc"),
+             **{f"rows-c{k}": ("json_valid_rate", "success_rate") for k in clients},
+             **{f"score-c{k}": ("ds0_mcc", "gain_mean", "gain_positive_rate") for k in clients}}
+    rename = {f"{stage}-c{k}.{m}": f"c{k}_{m}" for k in clients for stage, ms in
+              (("rows", ("json_valid_rate", "success_rate")), ("score", ("ds0_mcc", "gain_mean", "gain_positive_rate")))
+              for m in ms}
+    print_summary(run, picks, "selfalign SynFed summary (round t = rows of generator G_t; TSTR next to "
+                  "train-on-real; MCC for classification, R² for regression)", rename=rename)
 
 
 def main(path: str, overrides: list[str]) -> Run:
