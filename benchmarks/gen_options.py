@@ -28,23 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.workloads import _count_tokens, _sync
+
 DEFAULT_OPTIONS = ("selfalign:64,selfalign:256,selfalign-generate:256,hf-generate:64,hf-generate:256,"
                    "hf-per-prompt:8,hf-generate-batch")
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _count(rows: list[list[int]], eos: set[int]) -> int:
-    total = 0
-    for row in rows:
-        cut = next((j for j, t in enumerate(row) if t in eos), None)
-        total += len(row) if cut is None else cut + 1
-    return total
 
 
 def _timed(fn, device: str) -> tuple[float, Any]:
@@ -84,7 +71,7 @@ def run_hf_generate(model, tok, texts, a, rows: int) -> dict:
                 out = model.generate(**enc, do_sample=True, temperature=0.7, top_p=0.9, top_k=0,
                                      max_new_tokens=n_new, num_return_sequences=a.samples,
                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-            tokens += _count(out[:, enc["input_ids"].shape[1]:].tolist(), eos)
+            tokens += _count_tokens(out[:, enc["input_ids"].shape[1]:].tolist(), eos)
         return tokens
 
     go(rendered[:2], 4)
@@ -106,7 +93,7 @@ def run_generate_batch(model, tok, texts, a) -> dict:
                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                               num_return_sequences=a.samples)
         out = model.generate_batch(inputs=items, generation_config=gc, progress_bar=False)
-        return _count([list(o.generated_tokens) for o in out.values()], eos), len(out)
+        return _count_tokens([list(o.generated_tokens) for o in out.values()], eos), len(out)
 
     go(enc[:2], 4)
     dt, (tokens, n) = _timed(lambda: go(enc, a.tokens), a.device)

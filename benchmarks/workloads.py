@@ -318,6 +318,18 @@ def _count_tokens(rows: list[list[int]], eos: set[int]) -> int:
     return total
 
 
+def _hf_sample(model, tok, enc, g: dict) -> int:
+    """One sampled ``model.generate`` call (``num_return_sequences`` per prompt row of ``enc``); the number
+    of generated tokens (:func:`_count_tokens`)."""
+    import torch
+
+    with torch.inference_mode():
+        out = model.generate(**enc, do_sample=True, temperature=g["temperature"], top_p=g["top_p"], top_k=0,
+                             max_new_tokens=g["max_new_tokens"], num_return_sequences=g["num_samples"],
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    return _count_tokens(out[:, enc["input_ids"].shape[1]:].tolist(), {int(tok.eos_token_id)})
+
+
 def run_gen_selfalign(spec: dict) -> dict[str, Any]:
     from selfalign.generation import EngineConfig, SamplingParams, build_engine
 
@@ -359,7 +371,6 @@ def run_gen_hf_batched(spec: dict) -> dict[str, Any]:
     prompts, _ = _prompts(spec)
     tok, model = _load_hf(spec)
     tok.padding_side = "left"
-    eos = {int(tok.eos_token_id)}
     texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
              for p in prompts]
     by_rows = {}
@@ -372,11 +383,7 @@ def run_gen_hf_batched(spec: dict) -> dict[str, Any]:
         for s in range(0, len(texts), per_call):
             enc = tok(texts[s:s + per_call], return_tensors="pt", padding=True, add_special_tokens=False
                       ).to(spec["device"])
-            with torch.inference_mode():
-                out = model.generate(**enc, do_sample=True, temperature=g["temperature"], top_p=g["top_p"], top_k=0,
-                                     max_new_tokens=g["max_new_tokens"], num_return_sequences=g["num_samples"],
-                                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-            tokens += _count_tokens(out[:, enc["input_ids"].shape[1]:].tolist(), eos)
+            tokens += _hf_sample(model, tok, enc, g)
         _sync(spec["device"])
         dt = time.perf_counter() - t
         by_rows[rows] = {"seconds": dt, "tokens": tokens, "tokens_per_s": tokens / dt}
@@ -390,16 +397,11 @@ def run_gen_baseline(spec: dict) -> dict[str, Any]:
     """One ``model.generate`` call per prompt with ``num_return_sequences`` samples (on the first
     ``gen.baseline_prompts`` prompts when set: a rate, so fewer prompts measure the same thing)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
     g = spec["gen"]
     prompts, _ = _prompts(spec)
     prompts = prompts[: g.get("baseline_prompts") or len(prompts)]
-    tok = AutoTokenizer.from_pretrained(spec["lm"])
-    model = AutoModelForCausalLM.from_pretrained(spec["lm"], dtype=_dtype(spec)).to(spec["device"]).eval()
-    eos = {int(tok.eos_token_id)}
+    tok, model = _load_hf(spec)
     torch.manual_seed(spec["seed"])
     tokens = 0
     _sync(spec["device"])
@@ -407,11 +409,7 @@ def run_gen_baseline(spec: dict) -> dict[str, Any]:
     for p in prompts:
         enc = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
                                       return_tensors="pt", return_dict=True).to(spec["device"])
-        with torch.inference_mode():
-            out = model.generate(**enc, do_sample=True, temperature=g["temperature"], top_p=g["top_p"], top_k=0,
-                                 max_new_tokens=g["max_new_tokens"], num_return_sequences=g["num_samples"],
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        tokens += _count_tokens(out[:, enc["input_ids"].shape[1]:].tolist(), eos)
+        tokens += _hf_sample(model, tok, enc, g)
     _sync(spec["device"])
     dt = time.perf_counter() - t
     return {"framework_label": "HF generate per prompt", "steps": 1, "step_seconds": [dt],

@@ -43,3 +43,19 @@ def tokenizer(tiny_model):
     from selfalign.models.load import load_tokenizer
 
     return load_tokenizer(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def patients():
+    """An 8-row table (age, bmi, sex → outcome yes/no) for the SynFed tests."""
+    import pandas as pd
+
+    from selfalign.tabular.tables import table_from_frame
+
+    frame = pd.DataFrame({
+        "age": [23, 35, 47, 51, 62, 29, 44, 38],
+        "bmi": [21.5, 30.1, 25.0, 27.3, 22.2, 24.8, 31.0, 26.4],
+        "sex": ["female", "male"] * 4,
+        "outcome": ["no", "yes", "yes", "no", "yes", "no", "no", "yes"],
+    })
+    return table_from_frame(frame, "outcome", name="patients")

@@ -21,17 +21,6 @@ from selfalign.tabular.preferences import compare, group_pairs, preference_pairs
 from selfalign.tabular.tables import table_from_frame, train_test_split_table
 
 
-@pytest.fixture(scope="module")
-def patients():
-    frame = pd.DataFrame({
-        "age": [23, 35, 47, 51, 62, 29, 44, 38],
-        "bmi": [21.5, 30.1, 25.0, 27.3, 22.2, 24.8, 31.0, 26.4],
-        "sex": ["female", "male"] * 4,
-        "outcome": ["no", "yes", "yes", "no", "yes", "no", "no", "yes"],
-    })
-    return table_from_frame(frame, "outcome", name="patients")
-
-
 # ------------------------------------------------------------------------------------ extraction
 def test_status_scores_follow_spec_order():
     assert [status_score(s) for s in Status] == [5, 3, 2, 1, 0]

@@ -13,17 +13,6 @@ from selfalign.tabular import utility
 from selfalign.tabular.tables import table_from_frame
 
 
-@pytest.fixture(scope="module")
-def patients():
-    frame = pd.DataFrame({
-        "age": [23, 35, 47, 51, 62, 29, 44, 38],
-        "bmi": [21.5, 30.1, 25.0, 27.3, 22.2, 24.8, 31.0, 26.4],
-        "sex": ["female", "male"] * 4,
-        "outcome": ["no", "yes", "yes", "no", "yes", "no", "no", "yes"],
-    })
-    return table_from_frame(frame, "outcome", name="patients")
-
-
 def test_label_spaces(patients):
     space = utility.label_space(patients)
     assert space.names == ("no", "yes") and space.codes == ("A", "B") and space.edges is None
