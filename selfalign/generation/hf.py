@@ -138,11 +138,14 @@ class StopOnStrings(StoppingCriteria):
         self.tokenizer, self.stops, self.prompt_len = tokenizer, list(stops), prompt_len
         self.window = max(len(s) for s in self.stops) + 8  # every token has ≥1 character (mostly)
 
+    def hits(self, tails: Any) -> list[bool]:
+        """Per row of generated token ids (only the last ``window`` are read): does its text contain a
+        stop string?"""
+        texts = self.tokenizer.batch_decode([t[-self.window:] for t in tails], skip_special_tokens=True)
+        return [any(s in t for s in self.stops) for t in texts]
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
-        tails = input_ids[:, self.prompt_len:][:, -self.window:]
-        texts = self.tokenizer.batch_decode(tails, skip_special_tokens=True)
-        return torch.tensor([any(s in t for s in self.stops) for t in texts], dtype=torch.bool,
-                            device=input_ids.device)
+        return torch.tensor(self.hits(input_ids[:, self.prompt_len:]), dtype=torch.bool, device=input_ids.device)
 
 
 def parse_row(tokenizer: Any, gen: Sequence[int], eos_ids: set[int], end_ids: set[int],
@@ -341,8 +344,7 @@ class HFEngine:
         now contains a stop string."""
         for j, r in enumerate(alive):
             texts[r].append(toks[j])
-        tails = self.tokenizer.batch_decode([texts[r][-stops.window:] for r in alive], skip_special_tokens=True)
-        return torch.tensor([any(s in tx for s in stops.stops) for tx in tails], dtype=torch.bool, device=device)
+        return torch.tensor(stops.hits([texts[r] for r in alive]), dtype=torch.bool, device=device)
 
     def _last_logits(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
         """Logits of the last position; the cache goes in as ``cache=`` where the model's forward
