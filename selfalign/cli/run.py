@@ -33,6 +33,16 @@ def recipe_name(path: str, overrides: list[str] | None = None) -> str:
     return recipe
 
 
+def is_rlhf_file(path: str) -> bool:
+    """A ``.conf`` file, or YAML with a ``General`` section and no other ``recipe:`` (seed 002's format)."""
+    if path.endswith(".conf"):
+        return True
+    from selfalign.config import load_yaml
+    from selfalign.recipes.rlhf_conf import is_rlhf_config
+
+    return is_rlhf_config(load_yaml(path)[0])
+
+
 def recipe_schema(name: str) -> type:
     """The config schema of recipe ``name`` (imports the recipe module)."""
     module, _, cls = RECIPES[name].partition(":")
@@ -44,12 +54,18 @@ def run(args: list[str] = typer.Argument(..., help="RECIPE.yaml followed by KEY=
 
     Example: selfalign run examples/quickstart.yaml
     Example: selfalign run examples/self_rewarding.yaml iterations=2 train.beta=[0.1,0.05]
+    Example: selfalign run examples/rlhf/reward.conf   (then examples/rlhf/ppo.conf: RM, then PPO on Ray workers)
     """
     from selfalign.config import split_config_args
 
     path, overrides = split_config_args(args)
     if path is None:
         raise ConfigError("give a recipe file, e.g. selfalign run examples/quickstart.yaml")
+    if is_rlhf_file(path):  # an llm-on-ray style RM / PPO config (.conf, or the same sections in YAML)
+        from selfalign.recipes import rlhf
+
+        rlhf.main(path, overrides)
+        return
     recipe = recipe_name(path, overrides)  # same parsing as the recipe's
     module = importlib.import_module(RECIPES[recipe].partition(":")[0])
     module.main(path, overrides)

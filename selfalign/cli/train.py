@@ -17,7 +17,7 @@ from contextlib import nullcontext
 import typer
 from typer.core import TyperCommand
 
-from selfalign.train.registry import get_trainer, trainer_help_extra, trainer_info, trainer_names
+from selfalign.train.registry import get_trainer, run_trainer, trainer_help_extra, trainer_info, trainer_names
 
 _ARGS = typer.Argument(None, help="An optional config YAML, then KEY=VALUE overrides (e.g. lora.r=8).",
                        show_default=False)
@@ -55,11 +55,11 @@ def _run(kind: str, args: list[str] | None, resume: bool, overwrite: bool = Fals
         overrides.append("resume=true")
     if overwrite:
         overrides.append("overwrite=true")
-    config_cls, fn = get_trainer(kind)
+    config_cls, _ = get_trainer(kind)
     cfg = load_config(config_cls, path, overrides)
     out = getattr(cfg, "output_dir", None)
     with cleanup_on_failure(out) if out else nullcontext():
-        summary = fn(cfg)
+        summary = run_trainer(kind, cfg)
     keys = [k for k in ("loss", "acc", "eval_loss", "eval_acc", "steps", "train_tokens_per_s") if k in summary]
     body = ", ".join(f"{k}={summary[k]:.4g}" if isinstance(summary[k], float) else f"{k}={summary[k]}" for k in keys)
     console.print(f"[green]done[/] {kind}: {body}")

@@ -35,6 +35,7 @@ from pydantic import AliasChoices, Field
 
 from selfalign.config import StrictModel
 from selfalign.data.io import read_records, write_jsonl, write_text_atomic
+from selfalign.distributed.config import DistributedConfig
 from selfalign.errors import ConfigError, DataError
 from selfalign.generation.sampling import Prompt, SamplingParams
 
@@ -52,6 +53,9 @@ class EngineOptions(StrictModel):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
     prune: bool = Field(True, description="drop finished rows from the batch (our decode loop); "
                                           "False = transformers' generate")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, exclude=True, description="backend: ray shards the prompts over num_workers "
+        "Ray actors, each with a model replica (same records as one process); see selfalign.distributed")
 
 
 class EngineConfig(EngineOptions):
@@ -100,6 +104,12 @@ def build_engine(cfg: EngineConfig | dict, *, model: Any = None, tokenizer: Any 
     """Make the engine named by ``cfg.backend``; a loaded ``model``/``tokenizer`` skips loading."""
     if isinstance(cfg, dict):
         cfg = EngineConfig.model_validate(cfg)
+    if cfg.distributed.enabled:
+        if model is not None and not isinstance(model, (str, Path)):
+            raise ConfigError("distributed: Ray actors load the model themselves; give a model spec, not a loaded model")
+        from selfalign.distributed.actors import RayEngine
+
+        return RayEngine(cfg.model_dump(mode="json"), cfg.distributed)
     if cfg.backend == "hf":
         from selfalign.generation.hf import HFEngine
 
@@ -207,6 +217,9 @@ def _generate_shards(engine: Engine, params: SamplingParams, plan: _ShardPlan, p
     bar_cm = Bar("generating", total=n_todo, unit="prompt") if progress and n_todo else None
     bar = bar_cm.__enter__() if bar_cm else None
     try:
+        if hasattr(engine, "generate_shards"):  # a parallel engine (Ray actors) takes them all at once
+            _generate_parallel(engine, params, plan, state, bar, t0)
+            return state
         for k in plan.todo:
             shard = plan.shards[k]
             base = dict(state)
@@ -229,6 +242,26 @@ def _generate_shards(engine: Engine, params: SamplingParams, plan: _ShardPlan, p
         if bar_cm is not None:
             bar_cm.__exit__(None, None, None)
     return state
+
+
+def _generate_parallel(engine: Any, params: SamplingParams, plan: _ShardPlan, state: dict[str, int], bar,
+                       t0: float) -> None:
+    """Every shard still to do through ``engine.generate_shards``; each is written as it finishes."""
+    todo = list(plan.todo)
+
+    def on_done(i: int, results: list[list[dict]]) -> None:
+        k = todo[i]
+        shard = plan.shards[k]
+        write_jsonl(plan.sdir / plan.names[k], [{**r, "responses": resp} for r, resp in zip(shard, results, strict=True)])
+        plan.mark_done()
+        state["prompts"] += len(shard)
+        state["tokens"] += sum(int(x.get("num_tokens", 0)) for resp in results for x in resp)
+        if bar is not None:
+            el = max(time.perf_counter() - t0, 1e-9)
+            bar.advance(len(shard), info=f"{state['tokens'] / el:.1f} tok/s, {state['prompts'] / el:.2f} prompt/s")
+
+    engine.generate_shards([([r["prompt"] for r in plan.shards[k]], [str(r["id"]) for r in plan.shards[k]])
+                            for k in todo], params, on_done)
 
 
 def _merge_shards(plan: _ShardPlan, out_path: Path, keep_shards: bool) -> list[dict]:

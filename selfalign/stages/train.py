@@ -75,7 +75,7 @@ class TrainStageConfig(StrictModel):
 @stage("train", TrainStageConfig)
 def train(st: Stage, cfg: TrainStageConfig, *, model: Path, data: Path, reward_model: Path | None = None) -> dict:
     from selfalign.train.outdir import drop_stale_checkpoints
-    from selfalign.train.registry import get_trainer
+    from selfalign.train.registry import run_trainer
     from selfalign.utils.progress import console
     from selfalign.utils.threads import torch_threads
 
@@ -84,7 +84,6 @@ def train(st: Stage, cfg: TrainStageConfig, *, model: Path, data: Path, reward_m
     stale = drop_stale_checkpoints(tcfg) if hasattr(tcfg, "train_file") else []
     if stale:
         console.print(f"[yellow]{st.tag}[/]: deleted {len(stale)} checkpoint(s) written with other settings")
-    _, fn = get_trainer(cfg.trainer)
     with torch_threads(getattr(tcfg, "num_threads", None)):  # restored for the stages after this one
-        final = fn(tcfg, metrics=st.logger(echo_every=0))
+        final = run_trainer(cfg.trainer, tcfg, metrics=st.logger(echo_every=0))
     return numeric({k: v for k, v in (final or {}).items() if v is not None})

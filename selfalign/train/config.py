@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from selfalign.config import StrictModel
+from selfalign.distributed.config import DistributedConfig
 
 
 class LoraConfig(StrictModel):
@@ -93,6 +94,10 @@ class TrainConfig(StrictModel):
     report_to: list[Literal["tensorboard", "wandb", "trackio", "none"]] = Field(
         default_factory=lambda: ["none"], description="Experiment trackers (via accelerate) that receive every "
         "logged scalar, as metrics.jsonl does; logs under output_dir/trackers.")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="Where training runs: one process (backend: none), "
+        "or num_workers Ray Train workers (backend: ray) with resources_per_worker each; see "
+        "selfalign.distributed.config.")
     num_threads: int | None = Field(None, ge=1, description="CPU threads of torch while training "
                                     "(torch.set_num_threads; a recipe stage restores the previous count "
                                     "after it); null = leave unchanged.")

@@ -32,6 +32,7 @@ import torch
 
 from selfalign.errors import DataError
 from selfalign.train import checkpoint as ckpt
+from selfalign.train import hooks
 from selfalign.train.config import TrainConfig
 from selfalign.train.data import batch_plan, micro_batches
 from selfalign.train.start import (
@@ -324,7 +325,8 @@ def _log_eval_save(run: _Run, state: ckpt.TrainState, window: _Window, last: dic
     """After a step: log the window, evaluate and checkpoint when due; returns the latest logged metrics."""
     cfg, acc = run.cfg, run.accelerator
     done = state.step >= run.total
-    if state.step % cfg.logging_steps == 0 or done:
+    logged = state.step % cfg.logging_steps == 0 or done
+    if logged:
         last = window.flush(time.perf_counter())
         last["epoch"] = state.step / run.steps_per_epoch
         if acc.is_main_process:  # console echo: the logger's echo_every (+ the last step)
@@ -333,12 +335,15 @@ def _log_eval_save(run: _Run, state: ckpt.TrainState, window: _Window, last: dic
         ev = evaluate(run.model, run.objective, run.evals, cfg.per_device_batch_size, acc)
         if acc.is_main_process:
             run.metrics.log(state.step, echo=run.loud, **ev)
+    saved = None
     if cfg.save_steps and (state.step % cfg.save_steps == 0 or done):
         state.extra["last_metrics"] = last
         if acc.is_main_process:
-            ckpt.save_checkpoint(run.ckpt_root, acc.unwrap_model(run.model), run.optimizer, run.scheduler,
-                                 state, keep=cfg.save_total_limit)
+            saved = ckpt.save_checkpoint(run.ckpt_root, acc.unwrap_model(run.model), run.optimizer,
+                                         run.scheduler, state, keep=cfg.save_total_limit)
         acc.wait_for_everyone()
+    if logged or (cfg.save_steps and state.step % cfg.save_steps == 0):
+        hooks.report(state.step, last, saved)  # every process, at the same steps (Ray Train)
     return last
 
 

@@ -40,6 +40,9 @@ from selfalign.utils.progress import console
 RUN_OUTPUTS = ("checkpoints", "model", "metrics.jsonl", "train_summary.json", "ref_logps.safetensors",
                "trackers")
 
+# written beside them by a scale-out run (Ray Train's own run folder: pointers to our checkpoints)
+BOOKKEEPING = ("ray_train",)
+
 # config keys that do not change the trained weights: they may differ when a run is resumed
 RESUME_NEUTRAL = frozenset({
     "output_dir", "metrics_file", "resume", "overwrite",  # where outputs go, how to start
@@ -68,6 +71,8 @@ def training_settings(cfg) -> dict[str, Any]:
     """The settings a checkpoint must share with a run that resumes it (see the module docstring)."""
     data = cfg.model_dump(mode="json", exclude=set(RESUME_NEUTRAL))
     data["train_file"] = f"sha256:{content_hash(cfg.train_file)}"
+    if getattr(cfg, "distributed", None) is not None:  # where the workers run does not matter, how many does
+        data["distributed"] = cfg.distributed.result_key()
     return data
 
 
@@ -207,5 +212,5 @@ def cleanup_on_failure(output_dir: str | Path) -> Iterator[None]:
             shutil.rmtree(out, ignore_errors=True)
         elif out.is_dir():
             new = {p.name for p in set(out.iterdir()) - before}
-            clear_outputs(out, tuple(n for n in new if n in RUN_OUTPUTS or n.startswith(".tmp-")))
+            clear_outputs(out, tuple(n for n in new if n in RUN_OUTPUTS or n in BOOKKEEPING or n.startswith(".tmp-")))
         raise

@@ -52,6 +52,8 @@ import torch
 
 from selfalign.errors import ConfigError, DataError, SelfalignError
 from selfalign.train import checkpoint as ckpt
+from selfalign.train import collective as col
+from selfalign.train import hooks
 from selfalign.train import rewards as rw
 from selfalign.train import rl_losses as rl
 from selfalign.train.config import PPOConfig
@@ -173,7 +175,11 @@ class PPOTrainer:
         self.actor, self.reference, self.critic, self.value_head = actor, reference, critic, value_head
         self.modules = PPOModules(actor, critic, value_head)
         self.prompts = start.datasets.train
-        self.rows = cfg.rollout_batch_size * cfg.generation.num_samples
+        self.world, self.rank = col.world_size(), col.rank()
+        if cfg.rollout_batch_size % self.world:
+            raise ConfigError(f"rollout_batch_size: {cfg.rollout_batch_size} prompts cannot be split evenly over "
+                              f"{self.world} training processes (use a multiple of {self.world})")
+        self.rows = cfg.rollout_batch_size * cfg.generation.num_samples // self.world  # this process's rows
         self.minibatch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps
         self.plan_len = len(batch_plan([p.length for p in self.prompts], cfg.rollout_batch_size, cfg.seed, 0,
                                        False, drop_last=True))
@@ -201,10 +207,16 @@ class PPOTrainer:
     def _groups(self) -> tuple[_Group, _Group]:
         return _Group(actor=self.opt, critic=self.copt), _Group(actor=self.sched, critic=self.csched)
 
-    def save(self) -> None:
+    def save(self) -> Path | None:
+        """Checkpoint (the main process writes, the others wait); the folder on the main process."""
         opts, scheds = self._groups()
         self.state.extra["kl_coef"] = self.kl_coef
-        ckpt.save_checkpoint(self.root, self.modules, opts, scheds, self.state, keep=self.cfg.save_total_limit)
+        path = None
+        if self.rank == 0:
+            path = ckpt.save_checkpoint(self.root, self.modules, opts, scheds, self.state,
+                                        keep=self.cfg.save_total_limit)
+        col.barrier()
+        return path
 
     def maybe_resume(self) -> None:
         found = self.start.run.resume_from  # chosen (or refused) by start_training from cfg.resume
@@ -217,11 +229,12 @@ class PPOTrainer:
 
     # -------------------------------------------------------------------------------------- steps
     def next_prompts(self) -> list:
-        """The prompts of the next step; advances the data position (epoch, batches in the epoch)."""
+        """This process's share (every ``world``-th) of the next step's prompts; advances the data
+        position (epoch, batches in the epoch)."""
         st = self.state
         plan = batch_plan([p.length for p in self.prompts], self.cfg.rollout_batch_size, self.cfg.seed, st.epoch,
                           False, drop_last=True)
-        batch = [self.prompts[i] for i in plan[st.batches_in_epoch]]
+        batch = [self.prompts[i] for i in plan[st.batches_in_epoch]][self.rank::self.world]
         st.batches_in_epoch += 1
         if st.batches_in_epoch == len(plan):
             st.epoch, st.batches_in_epoch = st.epoch + 1, 0
@@ -277,8 +290,8 @@ class PPOTrainer:
         rewards, non_score = rl.token_rewards(sc["score"], kl, mask, self.kl_coef)
         adv, returns = rl.gae(rewards, values, mask, cfg.gamma, cfg.lam)
         raw_adv = adv
-        if cfg.whiten_advantages:
-            adv = rl.masked_whiten(adv, mask)
+        if cfg.whiten_advantages:  # over the whole rollout batch, also when it is split over processes
+            adv = rl.masked_whiten(adv, mask) if self.world == 1 else col.masked_whiten(adv, mask)
         ro.tensors.update(old_logp=old, values=values, advantages=adv, returns=returns)
         return {"kl": kl.sum(-1), "non_score": non_score.sum(-1), "shaped": rewards.sum(-1), "values": values,
                 "returns": returns, "raw_adv": raw_adv}
@@ -297,7 +310,7 @@ class PPOTrainer:
     def minibatch_step(self, ro: Rollout, rows: list[int], sums: dict, step: int) -> None:
         cfg = self.cfg
         keys = ("old_logp", "values", "advantages", "returns")
-        n_tok = ro.tensors["response_mask"][rows].sum().to(torch.float32).clamp(min=1)
+        n_tok = col.all_sum(ro.tensors["response_mask"][rows].sum().to(torch.float32)).clamp(min=1)
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         for s in range(0, len(rows), cfg.per_device_batch_size):
             b = ro.batch(rows[s:s + cfg.per_device_batch_size], keys)
@@ -325,7 +338,7 @@ class PPOTrainer:
                 sums[k] += val.detach().sum().float()
             sums["_tokens"] += mask.sum().float()
             sums["_seq_tokens"] += b["attention_mask"].sum().float()
-        if not bool(finite):  # never step on a non-finite loss: the last checkpoint stays good
+        if not col.all_true(finite):  # never step on a non-finite loss: the last checkpoint stays good
             last = ckpt.latest_checkpoint(self.root)
             kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written (save_steps)"
             raise SelfalignError(f"step {step}: the PPO loss is not finite (NaN or inf); training stopped before "
@@ -338,6 +351,7 @@ class PPOTrainer:
 
     def _step(self, opt, sched, module) -> torch.Tensor:
         params = [p for p in module.parameters() if p.requires_grad]
+        col.sum_gradients(params)  # each process's loss is over the global token count: Σ = the batch gradient
         norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm or float("inf"))
         opt.step()
         sched.step()
@@ -363,8 +377,11 @@ class PPOTrainer:
             if k in sums:
                 vals[k] = sums.pop(k) / upd
         vals.update({k: v / tok for k, v in sums.items()})
-        out = dict(zip(vals, torch.stack([v.float().reshape(()) for v in vals.values()]).tolist()))
-        out.update(sc["means"])
+        # means over the processes' shares (the same numbers on every process, e.g. for the adaptive KL)
+        out = dict(zip(vals, col.all_mean(torch.stack([v.float().reshape(()) for v in vals.values()])).tolist()))
+        if sc["means"]:
+            means = col.all_mean(torch.tensor(list(sc["means"].values()), dtype=torch.float64, device=self.device))
+            out.update(zip(sc["means"], means.tolist()))
         out.update(kl_coef=self.kl_coef, lr=lrs[0], **secs)
         out["rollout_tokens_per_s"] = ro.extra["generated_tokens"] / max(secs["rollout_seconds"], 1e-9)
         out["train_tokens_per_s"] = float(seq_tok) / max(secs["update_seconds"], 1e-9)
@@ -373,17 +390,21 @@ class PPOTrainer:
         return out
 
     def evaluate(self) -> dict[str, float]:
-        """Mean rewards of one sampled response per validation prompt (same seed at every evaluation)."""
+        """Mean rewards of one sampled response per validation prompt (same seed at every evaluation);
+        with several processes each scores every ``world``-th prompt and the sums are combined."""
         evals = self.start.datasets.eval
         if not evals:
             return {}
-        ro = self.rollout(evals, -1, num_samples=1)
+        mine = evals[self.rank::self.world] if len(evals) >= self.world else evals
+        ro = self.rollout(mine, -1, num_samples=1)
         sc = self.score(ro)
-        out = {"eval_reward_raw_mean": float(sc["raw"].mean()), "eval_score_mean": float(sc["score"].mean()),
-               "eval_response_length": float(sc["lengths"].float().mean()),
-               "eval_no_stop_frac": float((~sc["finished"]).float().mean())}
-        out.update({f"eval_{k}": v for k, v in sc["means"].items()})
-        return out
+        sums = {"eval_reward_raw_mean": sc["raw"].sum(), "eval_score_mean": sc["score"].sum(),
+                "eval_response_length": sc["lengths"].float().sum(),
+                "eval_no_stop_frac": (~sc["finished"]).float().sum()}
+        sums.update({f"eval_{k}": torch.tensor(v * len(mine), device=self.device) for k, v in sc["means"].items()})
+        n = len(evals) if len(evals) >= self.world else len(evals) * self.world
+        total = col.all_sum(torch.stack([v.float().reshape(()) for v in sums.values()])) / n
+        return dict(zip(sums, total.tolist()))
 
     # ------------------------------------------------------------------------------------------ run
     def one_step(self) -> dict[str, float]:
@@ -402,10 +423,10 @@ class PPOTrainer:
                 "update_seconds": t4 - t3, "step_seconds": t4 - t0}
         metrics = self.step_metrics(ro, sc, ex, sums, secs, lrs)
         if self.cfg.kl_target is not None:
-            self.kl_coef = rl.adaptive_kl_coef(self.kl_coef, metrics["kl"], self.cfg.kl_target, ro.size,
+            self.kl_coef = rl.adaptive_kl_coef(self.kl_coef, metrics["kl"], self.cfg.kl_target, ro.size * self.world,
                                                self.cfg.kl_horizon)
         self.state.step = step
-        self.state.tokens += int(ro.tensors["attention_mask"].sum())
+        self.state.tokens += int(col.all_sum(ro.tensors["attention_mask"].sum()))
         return metrics
 
     def run(self, metrics: MetricsLogger) -> dict[str, float]:
@@ -414,8 +435,11 @@ class PPOTrainer:
         last: dict[str, float] = dict(self.state.extra.get("last_metrics", {}))
         window: dict[str, float] = defaultdict(float)
         n_window, t_start = 0, time.perf_counter()
+        main = self.rank == 0
         if self.state.step == 0 and self.start.datasets.eval:  # the starting point, for comparison
-            metrics.log(0, **self.evaluate())
+            ev = self.evaluate()
+            if main:
+                metrics.log(0, **ev)
         self.actor.train()
         with Bar("ppo", total=self.total, unit="step") as bar:
             bar.advance(self.state.step)
@@ -426,19 +450,26 @@ class PPOTrainer:
                 n_window += 1
                 bar.advance(1, info=f"reward={m['reward_raw_mean']:.3f} kl={m['kl']:.3f}")
                 done = self.state.step >= self.total
-                if self.state.step % cfg.logging_steps == 0 or done:
+                logged = self.state.step % cfg.logging_steps == 0 or done
+                if logged:
                     last = {k: v / n_window for k, v in window.items()}
                     last["epoch"] = self.state.step / self.plan_len
-                    metrics.log(self.state.step, echo=True if done and metrics.echo_every else None, **last)
+                    if main:
+                        metrics.log(self.state.step, echo=True if done and metrics.echo_every else None, **last)
                     window, n_window = defaultdict(float), 0
                 if cfg.eval_steps and self.state.step % cfg.eval_steps == 0 and not done:
-                    metrics.log(self.state.step, **self.evaluate())
-                if cfg.save_steps and (self.state.step % cfg.save_steps == 0 or done):
+                    ev = self.evaluate()
+                    if main:
+                        metrics.log(self.state.step, **ev)
+                saved = bool(cfg.save_steps) and (self.state.step % cfg.save_steps == 0 or done)
+                if saved:
                     self.state.extra["last_metrics"] = last
-                    self.save()
+                path = self.save() if saved else None
+                if logged or saved:
+                    hooks.report(self.state.step, last, path)  # on every process (Ray Train)
         final = dict(last)
         ev = self.evaluate()
-        if ev:
+        if ev and main:
             metrics.log(self.state.step, **ev)
         final.update(ev, steps=self.state.step, train_seconds=time.perf_counter() - t_start)
         return final
@@ -466,8 +497,6 @@ def train_ppo(cfg: PPOConfig, metrics: MetricsLogger | None = None) -> dict[str,
     applicable = rw.applicability(cfg.rewards)
     start = start_training(cfg, "ppo", metrics, lambda path, tok: load_prompt_examples(path, tok, cfg, applicable))
     acc = start.accelerator
-    if acc.num_processes > 1:
-        raise ConfigError("ppo runs in one process (one device); launch it without accelerate/torchrun")
     for name, st in start.datasets.stats.items():
         if getattr(st, "unscorable", 0):
             console.print(f"[dim]ppo[/] {name} data: {st.unscorable} prompts dropped (no reward source can score "

@@ -11,7 +11,8 @@ builds one sub-command per name from it (:mod:`selfalign.cli.train`).
 * :func:`trainer_names` — built-in and registered names; :func:`trainer_info` — its help texts.
 
 Every ``train_fn`` has the signature ``train_fn(cfg: ConfigClass, metrics=None) -> dict`` (final
-metrics, with ``model_path``).
+metrics, with ``model_path``). :func:`run_trainer` is how the CLI and the ``train`` stage call one:
+in this process, or on Ray Train workers when ``cfg.distributed.backend`` is ``ray``.
 """
 
 from __future__ import annotations
@@ -120,3 +121,16 @@ def trainer_help_extra(name: str) -> str:
     """The extra help paragraph of trainer ``name`` ("" if none); imports what ``help_extra`` names."""
     spec = trainer_info(name)
     return _resolve(spec.help_extra)() if spec.help_extra else ""
+
+
+def run_trainer(name: str, cfg: Any, metrics: Any = None) -> dict[str, Any]:
+    """Train with trainer ``name``: ``train_fn(cfg, metrics)`` here, or on Ray Train workers when
+    ``cfg.distributed.backend == "ray"`` (:func:`selfalign.distributed.train.train_on_ray`; built-in
+    trainers and those importable in the workers)."""
+    _, fn = get_trainer(name)
+    dist = getattr(cfg, "distributed", None)
+    if dist is not None and dist.enabled:
+        from selfalign.distributed.train import train_on_ray
+
+        return train_on_ray(name, cfg, metrics)
+    return fn(cfg, metrics=metrics) if metrics is not None else fn(cfg)

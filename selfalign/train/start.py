@@ -42,9 +42,13 @@ def make_accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    launched = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if not launched:
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, **trackers.accelerator_kwargs(cfg))
+    # a process group set up for CPU workers (Ray Train on CPU: gloo) is multi-CPU data parallel, which
+    # accelerate only recognises with cpu=True
+    cpu = cfg.cpu or (launched and torch.distributed.get_backend() == "gloo" and not torch.cuda.is_available())
+    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu, **trackers.accelerator_kwargs(cfg))
 
 
 @dataclass
