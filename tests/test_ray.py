@@ -121,22 +121,21 @@ def test_ppo_two_workers_runs_and_resumes(local_ray, lm, tmp_path):
 class DiesOnce:
     """A generation actor that kills its own process on its first shard while the marker exists."""
 
-    def __init__(self, engine_cfg):
+    def __init__(self, engine_cfg, cwd=None):
         from selfalign.distributed.actors import GenerateWorker
 
-        self.inner = GenerateWorker(engine_cfg)
+        self.inner = GenerateWorker(engine_cfg, cwd)
 
     def fingerprint(self):
         return self.inner.fingerprint()
 
     marker = ""  # set by the test (the class is pickled by value with it)
 
-    def generate(self, prompts, params, keys):
-        marker = self.marker
-        if os.path.exists(marker):
-            os.remove(marker)
+    def run(self, task):
+        if os.path.exists(self.marker):
+            os.remove(self.marker)
             os._exit(1)  # the actor's process dies mid-shard
-        return self.inner.generate(prompts, params, keys)
+        return self.inner.run(task)
 
 
 def test_generation_over_two_actors_equals_one_process_and_survives_a_kill(local_ray, tiny_model, tmp_path):
@@ -201,3 +200,21 @@ def test_rm_conf_then_ppo_conf_chain(local_ray, lm, tmp_path):
     settings = json.loads((ckpt / "state.json").read_text())["settings"]
     assert settings["rewards"][0]["model"] == str(rm_dir / "model")  # the RM the first stage saved
     assert (tmp_path / "ckpt" / "ppo" / "model" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------------------------------- judging
+def test_judging_over_two_actors_equals_one_process(local_ray):
+    from selfalign.distributed.actors import RayJudge
+    from selfalign.judges import build_judge
+
+    meta = {"checks": [{"type": "max_words", "n": 3}, {"type": "no_commas"}, {"type": "lowercase"}]}
+    texts = ["all good here", "Too, many words in this", "Nope, Upper", "fine, fine", "ok then"]
+    recs = [{"id": f"r{i}", "prompt": "Say something.", "meta": meta if i % 3 else {},
+             "responses": [{"text": t, "finish": "stop", "num_tokens": 3} for t in texts[i % 5:] + texts[:i % 5]]}
+            for i in range(9)]
+    one = build_judge({"type": "function"})
+    two = build_judge({"type": "function", "distributed": TWO})
+    assert isinstance(two, RayJudge)
+    assert two.score_records(recs) == one.score_records(recs)  # in order, record for record
+    assert two.stats() == one.stats()  # the actors' counters summed
+    two.close()

@@ -17,7 +17,9 @@ the newest checkpoint with the same settings, whatever Ray remembers). On a mult
 ``output_dir`` must be on storage every node sees (NFS, a mounted bucket).
 
 The driver (the ``selfalign`` process) checks the output folder and that the workers fit on the
-cluster before any worker starts, and re-raises a worker's one-line error as it is.
+cluster before any worker starts, and re-raises a worker's one-line error as it is. Workers run in
+the driver's working directory, so relative paths in a config mean the same there (on a multi-node
+cluster: the same paths on every node, e.g. a shared file system).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def _worker(conf: dict[str, Any]) -> None:
     from selfalign.train import hooks
     from selfalign.train.registry import get_trainer
 
+    os.chdir(conf["cwd"])  # relative paths in the config mean what they meant to the driver
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per report
     if ray.train.get_context().get_world_rank() != 0:  # one progress display: the main worker's
         os.environ["SELFALIGN_NO_PROGRESS"] = "1"
@@ -123,7 +126,8 @@ def train_on_ray(name: str, cfg: Any, metrics: MetricsLogger | None = None) -> d
     spec = [str(metrics.path) if metrics.path else None, metrics.stage, metrics.echo_every] if metrics else None
     trainer = TorchTrainer(
         _worker,
-        train_loop_config={"trainer": name, "config": cfg.model_dump(mode="json"), "metrics": spec},
+        train_loop_config={"trainer": name, "config": cfg.model_dump(mode="json"), "metrics": spec,
+                           "cwd": os.getcwd()},
         scaling_config=ScalingConfig(num_workers=dist.num_workers, use_gpu=dist.use_gpu(),
                                      resources_per_worker=dist.resources()),
         run_config=RunConfig(name=RAY_DIR, storage_path=str(out), failure_config=FailureConfig(max_failures=0)),

@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from selfalign.config import StrictModel, format_validation_error
+from selfalign.distributed.config import DistributedConfig
 from selfalign.errors import ConfigError, DataError, SelfalignError
 from selfalign.judges.stats import JudgeStats
 
@@ -81,6 +82,9 @@ class JudgeConfig(StrictModel):
         0.5, ge=0.0, le=1.0, description="`selfalign judge` fails (and writes nothing) when more "
         "judgements than this fraction could not be parsed; in a recipe's judge stage a rate above it "
         "is a loud warning, and an error only when this key is set in the config")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, exclude=True, description="backend: ray judges the records in "
+        "chunks on num_workers Ray actors, each with its own copy of the judge (and its model)")
 
 
 # ------------------------------------------------------------------------------------------ judge
@@ -111,6 +115,20 @@ class Judge(ABC):
 
     def reset_stats(self) -> None:
         self._stats = JudgeStats(self.name, self._stats.score_range)
+
+    def stat_parts(self) -> dict[str, JudgeStats]:
+        """Every statistics object of this judge (and of a judge it wraps as ``other``), by attribute path."""
+        out = {k: v for k, v in vars(self).items() if isinstance(v, JudgeStats)}
+        other = getattr(self, "other", None)
+        if isinstance(other, Judge):
+            out.update({f"other.{k}": v for k, v in other.stat_parts().items()})
+        return out
+
+    def merge_stat_parts(self, parts: dict[str, JudgeStats]) -> None:
+        """Add the counters of another copy of this judge (:meth:`stat_parts`) to this one's."""
+        mine = self.stat_parts()
+        for k, v in parts.items():
+            mine[k].merge(v)
 
 
 def register_judge(type_name: str, config_cls: type[JudgeConfig]) -> Callable[[type[Judge]], type[Judge]]:
@@ -159,6 +177,12 @@ def build_judge(cfg: dict | JudgeConfig, *, model: Any = None, tokenizer: Any = 
     """Build a judge from its config (a mapping with ``type`` or a validated config)."""
     cfg = parse_judge_config(cfg)
     _, cls = _lookup(cfg.type)
+    if cfg.distributed.enabled:
+        if model is not None:
+            raise ConfigError("distributed: Ray actors load the judge's model themselves; give a model spec")
+        from selfalign.distributed.actors import RayJudge
+
+        return RayJudge(cfg)  # type: ignore[return-value]  (the Judge interface: score_records, stats, cfg)
     return cls.from_config(cfg, model=model, tokenizer=tokenizer)
 
 

@@ -67,6 +67,16 @@ class JudgeStats:
             self.ties += 1
         self.tie_groups += 1
 
+    def merge(self, other: JudgeStats) -> None:
+        """Add ``other``'s counters to these (the statistics of several workers judging parts of one set)."""
+        for f in ("records", "responses", "judgements", "parse_failures", "unscored", "tie_groups", "ties",
+                  "comparisons", "consistent"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.scores.extend(other.scores)
+        for k, v in other.extra.items():
+            self.extra.setdefault(k, []).extend(v)
+        self.score_range = self.score_range or other.score_range
+
     def observe(self, key: str, value: float) -> None:
         """Record a judge-specific value (e.g. ``valid_mass``); reported as its mean."""
         self.extra.setdefault(key, []).append(float(value))
