@@ -54,7 +54,9 @@ def run(args: list[str] = typer.Argument(..., help="RECIPE.yaml followed by KEY=
 
     Example: selfalign run examples/quickstart.yaml
     Example: selfalign run examples/self_rewarding.yaml iterations=2 train.beta=[0.1,0.05]
-    Example: selfalign run examples/rlhf/reward.conf   (then examples/rlhf/ppo.conf: RM, then PPO on Ray workers)
+
+    The llm-on-ray RLHF config files (a reward model, then PPO, on Ray Train workers) run the same way:
+    selfalign run examples/rlhf/reward.conf, then selfalign run examples/rlhf/ppo.conf (docs/recipes/rlhf.md).
     """
     from selfalign.config import split_config_args
 

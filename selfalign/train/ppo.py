@@ -19,6 +19,13 @@ Models: the reference is a frozen copy of the starting model (with LoRA: the act
 off; or ``ref_model``); the critic is a backbone with a new value head — the first reward model's
 backbone, the starting model's, or the actor's own (``critic: shared``, one optimizer).
 
+Processes (``distributed: {backend: ray, num_workers: W}``, or any torch.distributed launch): each
+process rolls out every W-th prompt of the step's batch (``rollout_batch_size`` must divide by W),
+scores and computes its experience; advantages are whitened over all processes' tokens; each
+minibatch loss is divided by the *global* token count and the gradients summed over processes
+(:mod:`selfalign.train.collective`), so every process makes the same optimizer step; logged metrics
+are means over processes; the main process logs and writes checkpoints.
+
 Resume (``resume: true`` / ``--resume``): a checkpoint holds the actor and critic weights, both
 optimizers and schedulers, the RNG states, the adaptive β and the data position; rollouts are seeded by
 ``(generation.seed, step, prompt id, sample)``, so a killed run resumes to the same weights as an
@@ -41,7 +48,6 @@ rewards=[{"type": "function", "function": "verifiable"}]))``
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections import defaultdict
@@ -59,108 +65,24 @@ from selfalign.train import rl_losses as rl
 from selfalign.train.config import PPOConfig
 from selfalign.train.data import batch_plan
 from selfalign.train.loop import (
-    disable_dropout,
     finish,
     make_optimizer,
     make_scheduler,
     prepare_for_training,
     start_training,
 )
+from selfalign.train.ppo_models import PPOModules, StateGroup, build_critic, build_reference
 from selfalign.train.ppo_rollout import (
     Rollout,
-    ValueModel,
     forward_rollout,
     generate_rollout,
     load_prompt_examples,
-    new_value_head,
     policy_logps,
 )
 from selfalign.utils.metrics import MetricsLogger
 from selfalign.utils.progress import Bar, console
 
 __all__ = ["PPOConfig", "train_ppo"]
-
-
-class PPOModules(torch.nn.Module):
-    """What a checkpoint saves: the actor, and the critic (separate) or the value head (shared)."""
-
-    def __init__(self, actor: torch.nn.Module, critic: ValueModel | None, value_head: torch.nn.Module | None):
-        super().__init__()
-        self.actor, self.critic, self.value_head = actor, critic, value_head
-
-
-class _Group:
-    """Several optimizers (or schedulers) saved and restored as one state dict."""
-
-    def __init__(self, **parts):
-        self.parts = {k: v for k, v in parts.items() if v is not None}
-
-    def state_dict(self) -> dict:
-        return {k: v.state_dict() for k, v in self.parts.items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for k, v in self.parts.items():
-            v.load_state_dict(state[k])
-
-
-def _frozen(model: torch.nn.Module) -> torch.nn.Module:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-# ------------------------------------------------------------------------------------------ models
-def build_reference(cfg: PPOConfig, actor: torch.nn.Module, device):
-    """``fn(batch) -> reference log-probs [n, t]`` (built before any checkpoint is loaded)."""
-    from selfalign.models.load import load_causal_lm
-    from selfalign.models.lora import adapters_disabled
-
-    temp = cfg.generation.temperature
-    if cfg.ref_model is not None:
-        ref = _frozen(load_causal_lm(cfg.ref_model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code))
-        ref.to(device)
-        return lambda b: policy_logps(ref, b, temp)[0]
-    if cfg.lora is not None:
-        def with_adapters_off(b):
-            with adapters_disabled(actor):
-                return policy_logps(actor, b, temp)[0]
-        return with_adapters_off
-    ref = _frozen(copy.deepcopy(actor))
-    return lambda b: policy_logps(ref, b, temp)[0]
-
-
-def build_critic(cfg: PPOConfig, actor: torch.nn.Module, device) -> tuple[ValueModel | None, torch.nn.Module | None]:
-    """``(critic, None)`` for a separate critic, ``(None, value_head)`` for a head on the actor."""
-    from selfalign.train.ppo_rollout import model_parts
-
-    source = cfg.critic_source()
-    if source == "shared":
-        backbone, _ = model_parts(actor)
-        return None, new_value_head(backbone.config.hidden_size, next(actor.parameters()))
-    if source == "reward_model":
-        from selfalign.models.heads import RewardModel
-
-        spec = next(r.model for r in cfg.rewards if r.type == "reward_model")
-        hf = RewardModel.from_pretrained(spec, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code).hf
-        backbone = getattr(hf, hf.base_model_prefix)
-    else:
-        from selfalign.models.load import load_causal_lm
-
-        lm = load_causal_lm(cfg.model, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
-        backbone = model_parts(lm)[0]
-    if cfg.disable_dropout:
-        disable_dropout(backbone)
-    if cfg.gradient_checkpointing:
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if cfg.critic_lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        lc = cfg.critic_lora
-        backbone = get_peft_model(backbone, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
-                                                       target_modules=lc.target_modules, bias="none"))
-    critic = ValueModel(backbone, backbone.config.hidden_size)
-    return critic.to(device), None
 
 
 # ----------------------------------------------------------------------------------------- trainer
@@ -204,8 +126,8 @@ class PPOTrainer:
         self.root = Path(cfg.output_dir) / "checkpoints"
 
     # -------------------------------------------------------------------------------- checkpoints
-    def _groups(self) -> tuple[_Group, _Group]:
-        return _Group(actor=self.opt, critic=self.copt), _Group(actor=self.sched, critic=self.csched)
+    def _groups(self) -> tuple[StateGroup, StateGroup]:
+        return StateGroup(actor=self.opt, critic=self.copt), StateGroup(actor=self.sched, critic=self.csched)
 
     def save(self) -> Path | None:
         """Checkpoint (the main process writes, the others wait); the folder on the main process."""
