@@ -58,6 +58,18 @@ def test_too_many_workers_fail_fast_with_a_clear_message(local_ray):
         check_placement(local_ray, DistributedConfig(backend="ray", resources_per_worker={"GPU": 1}))
 
 
+def test_a_conf_asking_for_more_workers_than_the_cluster_has_fails_before_training(local_ray, lm, tmp_path):
+    from selfalign.recipes import rlhf
+
+    conf = tmp_path / "rm.conf"
+    conf.write_text(repr({"General": {"base_model": lm, "output_dir": str(tmp_path / "rm")},
+                          "Dataset": {"train_file": make_pairs(tmp_path / "p.jsonl", 8, 0)},
+                          "Training": {"num_training_workers": 4, "resources_per_worker": {"CPU": 1}}}))
+    with pytest.raises(ConfigError, match="4 training workers .* cannot be placed"):
+        rlhf.main(str(conf), [])
+    assert not (tmp_path / "rm").exists()  # nothing half-written
+
+
 def test_config_needs_backend_ray_for_workers():
     with pytest.raises(ValueError, match="need backend: ray"):
         DistributedConfig(num_workers=2)

@@ -158,3 +158,12 @@ def test_shipped_examples_map(tmp_path):
         assert stage_of(data) == stage, name
     data, lines = read_rlhf_config(root / "reward.conf")
     assert to_trainer_config(data, lines, "reward.conf")[1].weight_decay > 0
+
+
+def test_config_show_of_a_conf_lists_the_trainer_keys(capsys):
+    from selfalign.cli import main
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "rlhf"
+    main(["config", "show", str(root / "ppo.conf")])
+    out = capsys.readouterr().out
+    assert "rlhf ppo stage" in out and "rollout_batch_size" in out and "kl_coef" in out

@@ -45,7 +45,7 @@ def _judge_schema(type_name: str | None) -> type:
 
 def resolve_schema(target: list[str]) -> tuple[str, type]:
     """``config show`` words → (what to call it, its pydantic schema); ConfigError if unknown."""
-    from selfalign.cli.run import RECIPES, recipe_name, recipe_schema
+    from selfalign.cli.run import RECIPES, is_rlhf_file, recipe_name, recipe_schema
 
     head, rest = target[0], target[1:]
     arg = rest[0] if rest else None
@@ -56,6 +56,13 @@ def resolve_schema(target: list[str]) -> tuple[str, type]:
             return f"selfalign train {arg}", _trainer_schema(arg)
         return ("selfalign judge" + (f": judge.type={arg}" if arg else "")), _judge_schema(arg)
     schema = _single_schema(head)
+    if schema is None and Path(head).is_file() and is_rlhf_file(head):  # an llm-on-ray RM / PPO config
+        from selfalign.recipes.rlhf import stage_of
+        from selfalign.recipes.rlhf_conf import read_rlhf_config
+
+        stage = stage_of(read_rlhf_config(head)[0])
+        return (f"rlhf {stage} stage ({head}): the `selfalign:` section takes these keys; General / Dataset / "
+                f"Training keys map onto them (docs/recipes/rlhf.md)", _trainer_schema(stage))
     if schema is None and (head.endswith((".yaml", ".yml")) or Path(head).is_file()):
         name = recipe_name(head)
         schema = (f"recipe {name} ({head})", recipe_schema(name))

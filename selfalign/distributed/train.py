@@ -66,7 +66,8 @@ def _worker(conf: dict[str, Any]) -> None:
     from selfalign.train.registry import get_trainer
 
     os.chdir(conf["cwd"])  # relative paths in the config mean what they meant to the driver
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not a line per report
+    for name in ("", "ray.train"):  # not a line per report (Ray Train's worker logs at INFO)
+        logging.getLogger(name).setLevel(logging.WARNING)
     if ray.train.get_context().get_world_rank() != 0:  # one progress display: the main worker's
         os.environ["SELFALIGN_NO_PROGRESS"] = "1"
         from selfalign.utils.progress import console
