@@ -151,6 +151,8 @@ def _synfed_entries(run: Path, train, test, seed: int) -> tuple[list[dict], dict
         extra = {"responses": r["responses"], "json_valid": r["json_valid"], "complete_rows": r["complete_rows"],
                  "wall_s": info["wall_s"], "wall_note": "the whole recipe run (cold start, rounds, scoring, DPO)",
                  "run": str(run)}
+        if r["round"] > 0 and not any(run.glob(f"r{r['round'] - 1}s6-dpo*")):
+            extra["note"] = f"no DPO after round {r['round'] - 1} (too few pairs): the generator stayed G_{r['round'] - 1}"
         if r["frame"].empty or r["frame"][train.target].notna().sum() == 0:
             entries.append({"method": f"synfed-r{r['round']}", **extra, "error": "no complete rows"})
         else:
@@ -171,6 +173,9 @@ def _peer_entries(method: str, train, test, seed: int, match: int | None, out_di
         opts["great_epochs"] = max(1, -(-opts.pop("great_steps") // steps_per_epoch))
     else:
         opts.pop("great_steps", None)
+    if method == "great":
+        rows = opts.pop("great_rows", None) or rows
+    opts.pop("great_rows", None)
     try:
         syn, info = fit_and_sample(method, peer_input(train), categorical_columns(train), rows, seed, **opts)
     except Exception as e:  # noqa: BLE001 - a peer that fails is reported, never faked
@@ -189,7 +194,7 @@ def _peer_entries(method: str, train, test, seed: int, match: int | None, out_di
     return entries
 
 
-def run_table(name: str, synfed: Path | None, methods: list[str], out: Path, seed: int, options: dict,
+def run_table(name: str, synfed: list[Path], methods: list[str], out: Path, seed: int, options: dict,
               rows: int | None = None) -> dict:
     """Every method on one table (module docstring); peers sample ``rows`` rows (default: len(train))."""
     table, train, test = real_split(name)
@@ -200,11 +205,11 @@ def run_table(name: str, synfed: Path | None, methods: list[str], out: Path, see
                            "train_rows": len(train), "test_rows": len(test), "test_size": RECIPE_TEST_SIZE,
                            "seed": seed, "sampled_rows": rows, "methods": []}
     res["methods"].append(_entry("real train rows (TRTR)", train.frame, train, test, seed))
-    match = None
-    if synfed is not None:
-        entries, res["synfed"] = _synfed_entries(synfed, train, test, seed)
+    match, res["synfed"] = None, {}
+    for run in synfed:  # the last run's last round with rows sets the matched size
+        entries, res["synfed"][run.name] = _synfed_entries(run, train, test, seed)
         res["methods"] += entries
-        match = next((e.get("complete_rows") for e in reversed(entries) if e.get("complete_rows")), None)
+        match = next((e.get("complete_rows") for e in reversed(entries) if e.get("complete_rows")), match)
     for method in methods:
         print(f"[tabular-peers] {name}: {method} ...", flush=True)
         res["methods"] += _peer_entries(method, train, test, seed, match, out_dir, options, rows)
@@ -218,7 +223,8 @@ def flat_rows(results: list[dict]) -> pd.DataFrame:
         for e in res["methods"]:
             q = e.get("quality", {})
             sdm = q.get("sdmetrics", {})
-            row = {"table": res["table"], "method": e["method"], "rows": q.get("synthetic_rows"),
+            row = {"table": res["table"], "method": e["method"], "run": Path(e["run"]).name if e.get("run") else None,
+                   "rows": q.get("synthetic_rows"),
                    "metric": q.get("metric")}
             row.update({f"tstr_{m}": v for m, v in q.get("tstr", {}).items()})
             row.update({f"trtr_{m}": v for m, v in q.get("trtr", {}).items()})
@@ -244,22 +250,56 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _fmt(v: Any, spec: str = ".3f") -> str:
+    return "—" if v is None or (isinstance(v, float) and v != v) else format(v, spec)
+
+
+def markdown(results: dict) -> str:
+    """BENCHMARKS.md tables from a ``results.json``: one per data set, one line per method."""
+    out = []
+    for res in results["tables"]:
+        out += [f"**{res['table']}** ({res['task']}, {res['train_rows']} real training rows, {res['test_rows']} "
+                "real test rows)", "",
+                "| method | rows | TSTR RF | TSTR linear | sdmetrics quality (shapes / pairs) | DCR median (copies) | "
+                "complete rows | wall s |", "|---|---|---|---|---|---|---|---|"]
+        for e in res["methods"]:
+            q, name = e.get("quality"), e["method"] + (f" ({Path(e['run']).name})" if e.get("run") else "")
+            if q is None:
+                out.append(f"| {name} | — | failed: {e.get('error')} | | | | | {_fmt(e.get('wall_s'), '.0f')} |")
+                continue
+            lin = [v for k, v in q["tstr"].items() if k != "random_forest"]
+            sdm = q.get("sdmetrics", {})
+            quality = (f"{_fmt(sdm.get('score'))} ({_fmt(sdm.get('column_shapes'))} / "
+                       f"{_fmt(sdm.get('column_pair_trends'))})" if "score" in sdm else "skipped")
+            done = (f"{e['complete_rows']}/{e['responses']}" if e.get("responses") else "—")
+            out.append(f"| {name} | {q['synthetic_rows']} | {_fmt(q['tstr'].get('random_forest'))} | "
+                       f"{_fmt(lin[0] if lin else None)} | {quality} | {_fmt(q['dcr']['median'])} "
+                       f"({q['dcr']['copies']}) | {done} | {_fmt(e.get('wall_s'), '.0f')} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.tabular_peers", description=__doc__.split("\n\n")[0])
     p.add_argument("--tables", nargs="+", default=["iris", "penguins"], help="built-in tables (or files)")
     p.add_argument("--synfed", action="append", default=[], metavar="TABLE=RUN_DIR",
-                   help="a SynFed run of that target table (repeatable)")
-    p.add_argument("--methods", nargs="+", default=list(PEERS), choices=PEERS)
+                   help="a SynFed run of that target table (repeatable, also per table)")
+    p.add_argument("--methods", nargs="*", default=list(PEERS), choices=PEERS,
+                   help="peers to fit (none: score SynFed runs only)")
     p.add_argument("--model", default=None, help="local HF folder for GReaT (default: the embedded smollm2-135m)")
     p.add_argument("--output", type=Path, default=None,
                    help="results folder (default benchmarks/results/tabular-peers-<date>)")
     p.add_argument("--seed", type=int, default=RECIPE_SEED)
     p.add_argument("--rows", type=int, default=None, help="rows each peer samples (default: the real train size)")
+    p.add_argument("--great-rows", type=int, default=None, help="rows GReaT samples (default: --rows; its CPU "
+                   "sampling is the slow part)")
     p.add_argument("--ctgan-epochs", type=int, default=300)
     p.add_argument("--great-steps", type=int, default=150, help="GReaT: optimizer steps, rounded up to whole epochs")
     p.add_argument("--great-batch", type=int, default=8)
     p.add_argument("--great-lr", type=float, default=5e-5)
     p.add_argument("--great-max-length", type=int, default=128)
+    p.add_argument("--markdown", type=Path, default=None, metavar="RESULTS_JSON",
+                   help="print the BENCHMARKS.md tables of a results.json and stop")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -268,17 +308,22 @@ def inside(args: argparse.Namespace) -> Path:
     """The benchmark proper (in the peers' venv): every table, then results.json / results.csv."""
     out = args.output or ROOT / "benchmarks" / "results" / f"tabular-peers-{date.today().isoformat()}"
     out.mkdir(parents=True, exist_ok=True)
-    runs = dict(s.split("=", 1) for s in args.synfed)
+    runs: dict[str, list[Path]] = {}
+    for spec in args.synfed:
+        table, _, run = spec.partition("=")
+        runs.setdefault(table, []).append(Path(run))
     options = {"model": args.model, "ctgan_epochs": args.ctgan_epochs, "great_steps": args.great_steps,
                "great_batch": args.great_batch, "great_lr": args.great_lr,
-               "great_max_length": args.great_max_length, "great_workdir": str(out / "_great_tmp")}
+               "great_max_length": args.great_max_length, "great_rows": args.great_rows, "great_workdir": str(out / "_great_tmp")}
     t0 = time.perf_counter()
-    results = [run_table(name, Path(runs[name]) if name in runs else None, args.methods, out, args.seed, options,
-                         args.rows) for name in args.tables]
-    meta = {"command": "python -m benchmarks.tabular_peers " + " ".join(sys.argv[1:]).replace("--inside", "").strip(),
-            "versions": _versions(), "cpu_threads": os.cpu_count(), "total_s": time.perf_counter() - t0,
-            "date": date.today().isoformat()}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "tables": results}, indent=1, default=float) + "\n")
+    results: list[dict] = []
+    for name in args.tables:  # results.json is rewritten after every table
+        results.append(run_table(name, runs.get(name, []), args.methods, out, args.seed, options, args.rows))
+        meta = {"command": "python -m benchmarks.tabular_peers " + " ".join(a for a in sys.argv[1:] if a != "--inside"),
+                "versions": _versions(), "cpu_threads": os.cpu_count(), "load_avg_1_5_15": os.getloadavg(),
+                "total_s": time.perf_counter() - t0,
+                "date": date.today().isoformat()}
+        (out / "results.json").write_text(json.dumps({"meta": meta, "tables": results}, indent=1, default=float) + "\n")
     flat = flat_rows(results)
     flat.to_csv(out / "results.csv", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
@@ -303,6 +348,10 @@ def outside(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     if "--inside" in argv:
         inside(parse_args(argv))
         return 0

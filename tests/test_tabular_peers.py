@@ -86,3 +86,6 @@ def test_synfed_rounds_read_a_run(tmp_path):
     flat = tp.flat_rows([{"table": "iris", "methods": entries}])
     assert list(flat["complete_rows"]) == [4, 2] and "tstr_random_forest" in flat.columns
     assert res.outputs["test"].exists()
+    md = tp.markdown({"tables": [{"table": "iris", "task": "classification", "train_rows": len(train),
+                                  "test_rows": len(test), "methods": entries + [{"method": "ctgan", "error": "boom"}]}]})
+    assert "| synfed-r0 (run) | 4 |" in md and "failed: boom" in md
