@@ -99,14 +99,19 @@ def _aliases_line(schema: type) -> str:
 
     models, found = [schema], []
     models += [m for m in (_section_model(f.annotation) for f in schema.model_fields.values()) if m]
+    used: set[int] = set()  # the models (sections) that take at least one of the names
     for alias, target in TRL_ALIASES.items():
-        if any(accepts_key(m, target) and alias not in m.model_fields for m in models):
+        takers = [i for i, m in enumerate(models) if accepts_key(m, target) and alias not in m.model_fields]
+        if takers:
             found.append(f"{alias} → {target}")
-    if any("lora" in m.model_fields for m in models):
-        found.append(f"use_peft: true + {', '.join(LORA_ALIASES)} → lora.*")
-    if any("mixed_precision" in m.model_fields for m in models):
-        found.append("bf16: true → mixed_precision: bf16")
-    where = " (in the sections that have the key)" if len(models) > 1 else ""
+            used.update(takers)
+    for key, line in (("lora", f"use_peft: true + {', '.join(LORA_ALIASES)} → lora.*"),
+                      ("mixed_precision", "bf16: true → mixed_precision: bf16")):
+        takers = [i for i, m in enumerate(models) if key in m.model_fields]
+        if takers:
+            found.append(line)
+            used.update(takers)
+    where = " (in the sections that have the key)" if len(used) > 1 else ""
     return f"TRL names accepted{where}: {'; '.join(found)}" if found else ""
 
 

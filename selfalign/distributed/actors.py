@@ -200,15 +200,11 @@ class RayJudge:
     def score_records(self, records: list[dict]) -> list[dict]:
         size = self.chunk_size or max(1, math.ceil(len(records) / (4 * len(self.pool.actors))))
         chunks = [records[i:i + size] for i in range(0, len(records), size)]
-        results: dict[int, list[dict]] = {}
-
-        def on_done(k: int, result: tuple[list[dict], dict]) -> None:
-            results[k] = result[0]
-            self._parts.append(result[1])
-
-        self.pool.run(chunks, on_done)
+        results: dict[int, tuple[list[dict], dict]] = {}
+        self.pool.run(chunks, results.__setitem__)
+        self._parts += [results[k][1] for k in range(len(chunks))]  # in record order: the same sums
         self._summary = None
-        return [rec for k in range(len(chunks)) for rec in results[k]]
+        return [rec for k in range(len(chunks)) for rec in results[k][0]]
 
     def stats(self) -> dict[str, Any]:
         """The judge's statistics over everything scored so far (summed by one actor's judge)."""
