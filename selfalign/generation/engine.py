@@ -228,20 +228,29 @@ def _generate_shards(engine: Engine, params: SamplingParams, plan: _ShardPlan, p
                 prev = state["prompts"]
                 state["prompts"] = base["prompts"] + p_done
                 state["tokens"] = base["tokens"] + toks
-                if bar is not None:
-                    el = max(time.perf_counter() - t0, 1e-9)
-                    bar.advance(state["prompts"] - prev,
-                                info=f"{state['tokens'] / el:.1f} tok/s, {state['prompts'] / el:.2f} prompt/s")
+                _advance_bar(bar, state["prompts"] - prev, state, t0)
 
             results = engine.generate([r["prompt"] for r in shard], params, keys=[str(r["id"]) for r in shard],
                                       on_progress=on_progress)
-            out = [{**r, "responses": resp} for r, resp in zip(shard, results, strict=True)]
-            write_jsonl(plan.sdir / plan.names[k], out)
-            plan.mark_done()
+            _write_shard(plan, k, results)
     finally:
         if bar_cm is not None:
             bar_cm.__exit__(None, None, None)
     return state
+
+
+def _write_shard(plan: _ShardPlan, k: int, results: list[list[dict]]) -> None:
+    """Shard ``k``'s records with their responses, written atomically and marked done."""
+    out = [{**r, "responses": resp} for r, resp in zip(plan.shards[k], results, strict=True)]
+    write_jsonl(plan.sdir / plan.names[k], out)
+    plan.mark_done()
+
+
+def _advance_bar(bar, n: int, state: dict[str, int], t0: float) -> None:
+    """Move the bar by ``n`` prompts, showing the rates since ``t0``."""
+    if bar is not None:
+        el = max(time.perf_counter() - t0, 1e-9)
+        bar.advance(n, info=f"{state['tokens'] / el:.1f} tok/s, {state['prompts'] / el:.2f} prompt/s")
 
 
 def _generate_parallel(engine: Any, params: SamplingParams, plan: _ShardPlan, state: dict[str, int], bar,
@@ -251,14 +260,10 @@ def _generate_parallel(engine: Any, params: SamplingParams, plan: _ShardPlan, st
 
     def on_done(i: int, results: list[list[dict]]) -> None:
         k = todo[i]
-        shard = plan.shards[k]
-        write_jsonl(plan.sdir / plan.names[k], [{**r, "responses": resp} for r, resp in zip(shard, results, strict=True)])
-        plan.mark_done()
-        state["prompts"] += len(shard)
+        _write_shard(plan, k, results)
+        state["prompts"] += len(plan.shards[k])
         state["tokens"] += sum(int(x.get("num_tokens", 0)) for resp in results for x in resp)
-        if bar is not None:
-            el = max(time.perf_counter() - t0, 1e-9)
-            bar.advance(len(shard), info=f"{state['tokens'] / el:.1f} tok/s, {state['prompts'] / el:.2f} prompt/s")
+        _advance_bar(bar, len(plan.shards[k]), state, t0)
 
     engine.generate_shards([([r["prompt"] for r in plan.shards[k]], [str(r["id"]) for r in plan.shards[k]])
                             for k in todo], params, on_done)
