@@ -47,13 +47,22 @@ def _pointer(path: Path) -> Any:
     return Checkpoint.from_directory(str(tmp))
 
 
+def _send(scalars: dict[str, Any], checkpoint: Path | None) -> None:
+    """``ray.train.report``; a checkpoint goes as a pointer whose temporary folder Ray deletes once copied."""
+    import ray.train
+
+    if checkpoint is None:
+        ray.train.report(scalars)
+    else:
+        ray.train.report(scalars, checkpoint=_pointer(checkpoint), delete_local_checkpoint_after_upload=True)
+
+
 def _report(step: int, metrics: dict[str, Any], checkpoint: Path | None) -> None:
     """The hook installed in every worker: ``ray.train.report`` (a checkpoint only from the main one)."""
-    import ray.train
 
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     scalars["step"] = step
-    ray.train.report(scalars, checkpoint=_pointer(checkpoint) if checkpoint is not None else None)
+    _send(scalars, checkpoint)
 
 
 def _worker(conf: dict[str, Any]) -> None:
@@ -85,7 +94,7 @@ def _worker(conf: dict[str, Any]) -> None:
     final = Path(summary["model_path"])
     rank0 = ray.train.get_context().get_world_rank() == 0
     scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
-    ray.train.report(scalars, checkpoint=_pointer(final) if rank0 else None)
+    _send(scalars, final if rank0 else None)
 
 
 def _selfalign_error(exc: BaseException) -> SelfalignError | None:
